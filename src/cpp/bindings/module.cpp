@@ -1,0 +1,125 @@
+// pybind11 module pytest_fastcollect._core: converts arguments and results, releases the GIL around the
+// walk and the scan, holds no logic of its own.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "scan/scanner.hpp"
+#include "walk/fnmatch.hpp"
+#include "walk/walk.hpp"
+
+namespace py = pybind11;
+using namespace fastcollect;
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "pytest-fastcollect C++ core: pytest's path rules (walk), the tree-sitter scanner (scan).";
+  m.attr("SCANNER_VERSION") = 1;
+
+  py::class_<MarkInfo>(m, "MarkInfo", "A mark read from a decorator or pytestmark.")
+      .def_readonly("name", &MarkInfo::name, "Mark name; '' when the expression is not a recognisable mark.")
+      .def_readonly("source", &MarkInfo::source, "Source text of the mark expression.")
+      .def_readonly("line", &MarkInfo::line, "1-based line.");
+
+  py::class_<FunctionInfo>(m, "FunctionInfo", "A test-shaped function, method, or bound name.")
+      .def_readonly("name", &FunctionInfo::name)
+      .def_readonly("line", &FunctionInfo::line)
+      .def_readonly("is_async", &FunctionInfo::is_async)
+      .def_readonly("conditional", &FunctionInfo::conditional, "Defined under if/try/with/for/while.")
+      .def_readonly("is_def", &FunctionInfo::is_def, "False for names bound by assignment or import.")
+      .def_readonly("marks", &FunctionInfo::marks)
+      .def_readonly("other_decorators", &FunctionInfo::other_decorators);
+
+  py::class_<ClassInfo>(m, "ClassInfo", "A class outside function bodies (all classes are recorded).")
+      .def_readonly("name", &ClassInfo::name)
+      .def_readonly("qualname", &ClassInfo::qualname)
+      .def_readonly("line", &ClassInfo::line)
+      .def_readonly("conditional", &ClassInfo::conditional)
+      .def_readonly("has_init", &ClassInfo::has_init)
+      .def_readonly("has_new", &ClassInfo::has_new)
+      .def_readonly("test_attr", &ClassInfo::test_attr, "__test__: 1 True, 0 False, 2 other, -1 absent.")
+      .def_readonly("bases", &ClassInfo::bases)
+      .def_readonly("marks", &ClassInfo::marks)
+      .def_readonly("other_decorators", &ClassInfo::other_decorators)
+      .def_readonly("methods", &ClassInfo::methods);
+
+  py::class_<ImportInfo>(m, "ImportInfo", "One import statement.")
+      .def_readonly("module", &ImportInfo::module)
+      .def_readonly("level", &ImportInfo::level)
+      .def_readonly("names", &ImportInfo::names)
+      .def_readonly("is_from", &ImportInfo::is_from)
+      .def_readonly("star", &ImportInfo::star)
+      .def_readonly("line", &ImportInfo::line);
+
+  py::class_<ModuleInfo>(m, "ModuleInfo", "The static model of one test file (see scan/module_info.hpp).")
+      .def_readonly("path", &ModuleInfo::path)
+      .def_readonly("error", &ModuleInfo::error)
+      .def_readonly("parse_error", &ModuleInfo::parse_error)
+      .def_readonly("certain", &ModuleInfo::certain)
+      .def_readonly("uncertain_reasons", &ModuleInfo::uncertain_reasons)
+      .def_readonly("functions", &ModuleInfo::functions)
+      .def_readonly("classes", &ModuleInfo::classes)
+      .def_readonly("module_marks", &ModuleInfo::module_marks)
+      .def_readonly("module_test_attr", &ModuleInfo::module_test_attr)
+      .def_readonly("imports", &ModuleInfo::imports)
+      .def_readonly("mark_aliases", &ModuleInfo::mark_aliases)
+      .def_readonly("defines_generate_tests", &ModuleInfo::defines_generate_tests)
+      .def_readonly("defines_hooks", &ModuleInfo::defines_hooks)
+      .def_readonly("lines", &ModuleInfo::lines)
+      .def("test_count", &ModuleInfo::test_count, py::arg("python_classes"),
+           "Static count of test-shaped functions and methods of python_classes-matching classes, before "
+           "parametrization (an estimate for reports).");
+
+  py::class_<WalkResult>(m, "WalkResult", "Result of walk(): files in pytest's collection order.")
+      .def_readonly("files", &WalkResult::files)
+      .def_readonly("conftests", &WalkResult::conftests)
+      .def_readonly("dirs_visited", &WalkResult::dirs_visited)
+      .def_readonly("errors", &WalkResult::errors);
+
+  m.def(
+      "walk",
+      [](std::vector<std::string> roots, std::vector<std::string> python_files,
+         std::vector<std::string> norecursedirs, std::vector<std::string> ignore_paths,
+         std::vector<std::string> ignore_globs, bool collect_in_virtualenv, unsigned threads) {
+        WalkConfig cfg;
+        cfg.roots = std::move(roots);
+        cfg.python_files = std::move(python_files);
+        cfg.norecursedirs = std::move(norecursedirs);
+        cfg.ignore_paths = std::move(ignore_paths);
+        cfg.ignore_globs = std::move(ignore_globs);
+        cfg.collect_in_virtualenv = collect_in_virtualenv;
+        cfg.threads = threads;
+        py::gil_scoped_release release;
+        return walk(cfg);
+      },
+      py::arg("roots"), py::arg("python_files"), py::arg("norecursedirs"), py::arg("ignore_paths"),
+      py::arg("ignore_globs"), py::arg("collect_in_virtualenv") = false, py::arg("threads") = 0,
+      R"doc(Walk the run's initial paths with pytest's path rules (_pytest/main.py pytest_ignore_collect,
+_pytest/python.py pytest_collect_file). All paths absolute str. Returns WalkResult; never raises for
+missing or unreadable folders (they are listed in WalkResult.errors).)doc");
+
+  m.def(
+      "scan_files",
+      [](std::vector<std::string> paths, std::vector<std::string> python_functions,
+         std::vector<std::string> python_classes, unsigned threads) {
+        NameRules rules{std::move(python_functions), std::move(python_classes)};
+        py::gil_scoped_release release;
+        return scan_files(paths, rules, threads);
+      },
+      py::arg("paths"), py::arg("python_functions"), py::arg("python_classes"), py::arg("threads") = 0,
+      R"doc(Parse each file with tree-sitter-python on a thread pool (GIL released). Returns a list of
+ModuleInfo, one per path, same order. Per-file problems (unreadable, not UTF-8, syntax error) are recorded
+in ModuleInfo.error / parse_error, never raised.)doc");
+
+  m.def(
+      "scan_source",
+      [](const std::string& source, std::vector<std::string> python_functions,
+         std::vector<std::string> python_classes) {
+        NameRules rules{std::move(python_functions), std::move(python_classes)};
+        py::gil_scoped_release release;
+        return Scanner(rules).scan_source(source);
+      },
+      py::arg("source"), py::arg("python_functions") = std::vector<std::string>{"test"},
+      py::arg("python_classes") = std::vector<std::string>{"Test"}, "Scan one source text (str). Returns ModuleInfo.");
+
+  m.def("fnmatch_ex", &fnmatch_ex, py::arg("pattern"), py::arg("path"),
+        "pytest's fnmatch_ex (_pytest/pathlib.py) on '/'-separated paths.");
+}
