@@ -1,0 +1,39 @@
+"""Command-line flags and ini keys of pytest-fastcollect (names kept from the earlier Rust plugin).
+
+Only options whose behaviour exists are registered; see ../../DESIGN.md (shared/) for the full table.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+GROUP = "fastcollect"
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register the plugin's flags and ini keys (called from pytest_addoption)."""
+    group = parser.getgroup(GROUP, "fast collection (pytest-fastcollect)")
+    group.addoption(
+        "--no-fastcollect",
+        action="store_false",
+        dest="fastcollect",
+        default=None,
+        help="Turn pytest-fastcollect off for this run (ini: fastcollect = false). "
+        "`-p no:fastcollect` also unloads it.",
+    )
+    group.addoption(
+        "--fastcollect-threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Scanner threads (default 0: one per core).",
+    )
+    parser.addini("fastcollect", type="bool", default=True, help="Enable pytest-fastcollect (default true).")
+
+
+def is_enabled(config: pytest.Config) -> bool:
+    """The command line wins over the ini key; both default to on."""
+    flag = config.getoption("fastcollect", default=None)
+    if flag is not None:
+        return bool(flag)
+    return bool(config.getini("fastcollect"))

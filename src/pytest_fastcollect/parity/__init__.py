@@ -1,0 +1,1 @@
+"""The differential parity referee: the same pytest run with and without pytest-fastcollect, diffed."""

@@ -1,0 +1,45 @@
+"""`python -m pytest_fastcollect.parity PATH [--run] [--plugin-arg=ARG ...] -- [pytest args]`
+
+Exit code 0 when both sides agree, 1 on any difference, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .referee import format_report, referee
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pytest_args: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, pytest_args = argv[:cut], argv[cut + 1 :]
+    parser = argparse.ArgumentParser(
+        prog="python -m pytest_fastcollect.parity",
+        description="Run pytest with and without pytest-fastcollect and diff node IDs, order, outcomes, exit code.",
+    )
+    parser.add_argument("path", type=Path, help="folder to run pytest in (its cwd)")
+    parser.add_argument("--run", action="store_true", help="full run instead of --collect-only -q")
+    parser.add_argument("--plugin-arg", action="append", default=[], help="extra argument for the plugin side only")
+    parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per side (default 3600)")
+    ns = parser.parse_args(argv)
+    if not ns.path.is_dir():
+        parser.error(f"not a folder: {ns.path}")
+    cmp = referee(ns.path, pytest_args, run=ns.run, plugin_args=ns.plugin_arg, timeout=ns.timeout)
+    if ns.json:
+        print(json.dumps({"ok": cmp.ok, "differences": cmp.differences,
+                          "plain": {"exit": cmp.plain.returncode, "items": len(cmp.plain.record.get("items", []))},
+                          "plugin": {"exit": cmp.plugin.returncode, "items": len(cmp.plugin.record.get("items", []))}}))
+    else:
+        print(format_report(cmp))
+    return 0 if cmp.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

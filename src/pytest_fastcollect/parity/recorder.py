@@ -1,0 +1,77 @@
+"""A pytest plugin loaded into both sides of a parity run (`-p pytest_fastcollect.parity.recorder`).
+
+It writes one JSON document to the path in $FASTCOLLECT_PARITY_RECORD at the end of the session:
+  {"items": [node IDs in run order], "collect_errors": [[nodeid, first line]], "deselected": int,
+   "reports": [[nodeid, when, outcome, wasxfail]], "exitstatus": int, "fastcollect": {...} | null}
+Under pytest-xdist only the controller writes; items then come from the workers' collection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pytest
+
+ENV = "FASTCOLLECT_PARITY_RECORD"
+
+_data: dict[str, Any] = {
+    "items": [],
+    "collect_errors": [],
+    "deselected": 0,
+    "reports": [],
+    "exitstatus": None,
+    "fastcollect": None,
+}
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.failed:
+        text = str(report.longrepr).strip().splitlines()
+        _data["collect_errors"].append([report.nodeid, text[-1] if text else ""])
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    _data["deselected"] += len(items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.items:
+        _data["items"] = [item.nodeid for item in session.items]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    if not _data["items"]:
+        _data["items"] = list(ids)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _data["reports"].append([report.nodeid, report.when, report.outcome, bool(getattr(report, "wasxfail", False))])
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if _is_worker(config):
+        return
+    path = os.environ.get(ENV)
+    if not path:
+        return
+    _data["exitstatus"] = int(exitstatus)
+    plugin = config.pluginmanager.get_plugin("fastcollect")
+    if plugin is not None:
+        state = config.stash.get(plugin.STATE, None)
+        report = getattr(state, "report", None) if state is not None else None
+        _data["fastcollect"] = {
+            "enabled": bool(state and state.enabled),
+            "files_scanned": len(report.files) if report is not None else None,
+            "failure": getattr(state, "failure", None),
+        }
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(_data, fh)

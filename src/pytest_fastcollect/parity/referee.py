@@ -1,0 +1,175 @@
+"""Run pytest twice in separate processes (plugin off with `-p no:fastcollect`, plugin on) and diff.
+
+What is compared: the selected node IDs and their order, collection errors, the number deselected, the
+outcome of every test phase (full runs), the final summary line without its duration, and the exit code.
+The plugin side must really have had the plugin active (else the comparison would be vacuous).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .recorder import ENV
+
+_DURATION = re.compile(r"\s+in\s+[0-9.]+s(\s+\([0-9:.]+\))?")
+
+
+@dataclass
+class Side:
+    """One pytest process: its command, exit code, stdout, and the recorder's document."""
+
+    name: str
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    record: dict[str, Any]
+
+    @property
+    def summary(self) -> str:
+        """The last non-empty stdout line, duration removed (e.g. '3 passed, 1 skipped')."""
+        lines = [ln.strip() for ln in self.stdout.splitlines() if ln.strip()]
+        if not lines:
+            return ""
+        return _DURATION.sub("", lines[-1]).strip("= ")
+
+    def outcomes(self) -> list[tuple[str, str, str, bool]]:
+        return [tuple(r) for r in self.record.get("reports", [])]  # type: ignore[misc]
+
+
+@dataclass
+class Comparison:
+    plain: Side
+    plugin: Side
+    differences: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+
+def run_side(
+    name: str, path: Path, pytest_args: list[str], extra: list[str], env: dict[str, str] | None, timeout: float
+) -> Side:
+    """Run `python -m pytest <pytest_args> <extra> -p pytest_fastcollect.parity.recorder` in `path`."""
+    with tempfile.TemporaryDirectory(prefix="fastcollect-parity-") as tmp:
+        record_path = os.path.join(tmp, "record.json")
+        run_env = dict(os.environ if env is None else env)
+        run_env[ENV] = record_path
+        argv = [sys.executable, "-m", "pytest", *pytest_args, *extra, "-p", "pytest_fastcollect.parity.recorder"]
+        proc = subprocess.run(argv, cwd=path, env=run_env, capture_output=True, text=True, timeout=timeout)
+        record: dict[str, Any] = {}
+        if os.path.exists(record_path):
+            with open(record_path, encoding="utf-8") as fh:
+                record = json.load(fh)
+    return Side(name, argv, proc.returncode, proc.stdout, proc.stderr, record)
+
+
+def _diff_lists(label: str, a: list[str], b: list[str], limit: int = 20) -> list[str]:
+    out: list[str] = []
+    if a == b:
+        return out
+    sa, sb = set(a), set(b)
+    missing = [x for x in a if x not in sb]
+    extra = [x for x in b if x not in sa]
+    for x in missing[:limit]:
+        out.append(f"{label}: missing with plugin: {x}")
+    for x in extra[:limit]:
+        out.append(f"{label}: extra with plugin: {x}")
+    if len(missing) > limit or len(extra) > limit:
+        out.append(f"{label}: ... {len(missing)} missing, {len(extra)} extra in all")
+    if not missing and not extra:
+        if len(a) != len(b):
+            out.append(f"{label}: same IDs, different multiplicity ({len(a)} vs {len(b)})")
+        else:
+            first = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+            out.append(f"{label}: order differs from position {first}: {a[first]} (plain) vs {b[first]} (plugin)")
+    return out
+
+
+def compare(plain: Side, plugin: Side, *, ordered: bool = True, require_active: bool = True) -> Comparison:
+    """All differences between the two sides; empty means parity."""
+    cmp = Comparison(plain, plugin)
+    d = cmp.differences
+    if not plain.record:
+        d.append(f"plain side wrote no record (exit {plain.returncode}): {plain.stderr.strip()[-500:]}")
+    if not plugin.record:
+        d.append(f"plugin side wrote no record (exit {plugin.returncode}): {plugin.stderr.strip()[-500:]}")
+    if require_active:
+        fc = plugin.record.get("fastcollect") if plugin.record else None
+        if not fc or not fc.get("enabled") or fc.get("failure"):
+            d.append(f"plugin was not active on the plugin side: {fc!r}")
+    if plain.returncode != plugin.returncode:
+        d.append(f"exit code: {plain.returncode} (plain) vs {plugin.returncode} (plugin)")
+    pa, pb = plain.record.get("items", []), plugin.record.get("items", [])
+    if not ordered:
+        pa, pb = sorted(pa), sorted(pb)
+    d.extend(_diff_lists("items", pa, pb))
+    ea = sorted(e[0] for e in plain.record.get("collect_errors", []))
+    eb = sorted(e[0] for e in plugin.record.get("collect_errors", []))
+    d.extend(_diff_lists("collection errors", ea, eb))
+    if plain.record.get("deselected") != plugin.record.get("deselected"):
+        d.append(f"deselected: {plain.record.get('deselected')} (plain) vs {plugin.record.get('deselected')} (plugin)")
+    oa, ob = plain.outcomes(), plugin.outcomes()
+    if not ordered:
+        oa, ob = sorted(oa), sorted(ob)
+    if oa != ob:
+        da = {(r[0], r[1]): r for r in oa}
+        db = {(r[0], r[1]): r for r in ob}
+        shown = 0
+        for key in list(da) + [k for k in db if k not in da]:
+            if da.get(key) != db.get(key) and shown < 20:
+                d.append(f"outcome {key[0]} [{key[1]}]: {da.get(key)} (plain) vs {db.get(key)} (plugin)")
+                shown += 1
+        if shown == 0:
+            d.append("outcomes: same reports in a different order")
+    if plain.summary != plugin.summary:
+        d.append(f"summary line: {plain.summary!r} (plain) vs {plugin.summary!r} (plugin)")
+    return cmp
+
+
+def referee(
+    path: Path,
+    pytest_args: list[str],
+    *,
+    run: bool = False,
+    plugin_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 3600.0,
+    require_active: bool = True,
+) -> Comparison:
+    """Run both sides on `path` and compare. Without `run`, both sides are `--collect-only -q`."""
+    args = list(pytest_args) if run else ["--collect-only", "-q", *pytest_args]
+    plain = run_side("plain", path, args, ["-p", "no:fastcollect"], env, timeout)
+    plugin = run_side("plugin", path, args, list(plugin_args or []), env, timeout)
+    ordered = not any(a == "-n" or a.startswith("-n") or a.startswith("--numprocesses") for a in pytest_args)
+    return compare(plain, plugin, ordered=ordered, require_active=require_active)
+
+
+def format_report(cmp: Comparison) -> str:
+    """Human-readable verdict: one line per side, then the differences."""
+    lines = []
+    for side in (cmp.plain, cmp.plugin):
+        rec = side.record or {}
+        lines.append(
+            f"{side.name:>6}: exit {side.returncode}, {len(rec.get('items', []))} items, "
+            f"{len(rec.get('collect_errors', []))} collection errors, {rec.get('deselected', 0)} deselected, "
+            f"{len(rec.get('reports', []))} reports; {side.summary!r}"
+        )
+    fc = (cmp.plugin.record or {}).get("fastcollect")
+    if fc:
+        lines.append(f"plugin: files scanned {fc.get('files_scanned')}")
+    if cmp.ok:
+        lines.append("parity: 0 differences")
+    else:
+        lines.append(f"parity: {len(cmp.differences)} differences")
+        lines.extend(f"  - {x}" for x in cmp.differences)
+    return "\n".join(lines)

@@ -1,0 +1,2 @@
+def test_sub_kept():
+    assert True

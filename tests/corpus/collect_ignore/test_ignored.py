@@ -1,0 +1,2 @@
+def test_ignored():
+    raise AssertionError("listed in collect_ignore")

@@ -1,0 +1,2 @@
+def test_top_skipme():
+    raise AssertionError("matches collect_ignore_glob")

@@ -1,0 +1,2 @@
+def test_in_venv_lib():
+    raise AssertionError("inside a virtualenv: never collected")
