@@ -109,7 +109,10 @@ class Walker {
       }
       bool is_dir = S_ISDIR(st.st_mode);
       root_kinds.emplace_back(r, is_dir);
-      if (is_dir) level.push_back(r);
+      if (is_dir) {
+        seen_real_dir(r);  // a symlink back to a root must not visit it again
+        level.push_back(r);
+      }
     }
     // Breadth-first, one level at a time in parallel; each listing is filtered, its kept sub-folders
     // form the next level.
@@ -128,7 +131,7 @@ class Walker {
           std::string full = join(level[i], e.name);
           if (e.is_dir) {
             if (!keep_dir(full, e.name)) continue;
-            if (!seen_real_dir(full)) continue;
+            if (!seen_real_dir(full) && !root_set_.count(full)) continue;
             next_level.push_back(full);
           } else if (e.is_file) {
             if (!keep_file(full, e.name)) continue;

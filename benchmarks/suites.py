@@ -1,0 +1,125 @@
+"""Real test suites from PyPI, installed into venvs outside any folder with a pytest config.
+
+`python benchmarks/suites.py SUITE` prints the JSON description of an installed suite (installing it
+first if needed): {"python": venv interpreter, "cwd": folder to run in, "args": pytest arguments}.
+Suites: click (its sdist's tests/ and ini), sympy (`--pyargs sympy`), pandas (`--pyargs pandas`).
+Location: $FASTCOLLECT_SUITES or ~/.cache/pytest-fastcollect-suites (one venv per suite, so pytest finds no
+ini file above the test paths). The plugin is installed into each venv from the wheel in build/wheels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BASE = Path(os.environ.get("FASTCOLLECT_SUITES", Path.home() / ".cache" / "pytest-fastcollect-suites"))
+
+CLICK_VERSION = "8.4.0"
+SYMPY_VERSION = "1.14.0"
+PANDAS_VERSION = "3.1.1"
+PYTEST = os.environ.get("FASTCOLLECT_SUITE_PYTEST", "pytest==9.2.0")
+PINS = {
+    "click": [f"click=={CLICK_VERSION}"],
+    "sympy": [f"sympy=={SYMPY_VERSION}", "hypothesis==6.155.2", "mpmath==1.3.0"],
+    "pandas": [f"pandas=={PANDAS_VERSION}", "numpy==2.4.6", "hypothesis==6.155.2", "pytest-xdist==3.8.0"],
+}
+
+
+@dataclass
+class Suite:
+    name: str
+    python: str
+    cwd: str
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _pip(python: Path, *args: str) -> None:
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *args], check=True)
+
+
+def _venv(name: str) -> Path:
+    venv = BASE / name / "venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    return python
+
+
+def _install_plugin(python: Path) -> None:
+    wheels = sorted(glob.glob(str(REPO / "build" / "wheels" / "pytest_fastcollect-*.whl")))
+    if not wheels:
+        raise SystemExit("no wheel in build/wheels: run scripts/bootstrap.sh first")
+    _pip(python, "--force-reinstall", "--no-deps", wheels[-1])
+
+
+def _ready(python: Path, name: str) -> bool:
+    marker = python.parent.parent / f".ready-{name}-{PYTEST}-{'-'.join(PINS[name])}"
+    return marker.exists()
+
+
+def _mark_ready(python: Path, name: str) -> None:
+    (python.parent.parent / f".ready-{name}-{PYTEST}-{'-'.join(PINS[name])}").touch()
+
+
+def click() -> Suite:
+    """click's own tests from its sdist, with its pyproject ini (addopts = -m 'not stress')."""
+    python = _venv("click")
+    src = BASE / "click" / f"click-{CLICK_VERSION}"
+    if not _ready(python, "click"):
+        _pip(python, PYTEST, *PINS["click"])
+        if not src.exists():
+            subprocess.run([str(python), "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                            f"click=={CLICK_VERSION}", "-d", str(BASE / "click")], check=True)
+            with tarfile.open(BASE / "click" / f"click-{CLICK_VERSION}.tar.gz") as tf:
+                tf.extractall(BASE / "click", filter="data")
+        _mark_ready(python, "click")
+    _install_plugin(python)
+    # click's ini sets filterwarnings=error; pytest 9 deprecates a pattern click 8.4 still uses.
+    return Suite("click", str(python), str(src), ["-W", "ignore::DeprecationWarning", "-p", "no:cacheprovider"])
+
+
+def sympy() -> Suite:
+    """sympy's installed test tree, `--pyargs sympy`; the wheel has no ini, so slow tests are deselected by hand."""
+    python = _venv("sympy")
+    if not _ready(python, "sympy"):
+        _pip(python, PYTEST, *PINS["sympy"])
+        _mark_ready(python, "sympy")
+    _install_plugin(python)
+    return Suite("sympy", str(python), str(BASE / "sympy"),
+                 ["--pyargs", "sympy", "-m", "not slow and not tooslow", "-p", "no:cacheprovider"])
+
+
+def pandas() -> Suite:
+    """pandas' installed test tree, `--pyargs pandas`."""
+    python = _venv("pandas")
+    if not _ready(python, "pandas"):
+        _pip(python, PYTEST, *PINS["pandas"])
+        _mark_ready(python, "pandas")
+    _install_plugin(python)
+    return Suite("pandas", str(python), str(BASE / "pandas"),
+                 ["--pyargs", "pandas", "--no-strict-data-files", "-p", "no:cacheprovider"])
+
+
+SUITES = {"click": click, "sympy": sympy, "pandas": pandas}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("suite", choices=sorted(SUITES))
+    ns = parser.parse_args()
+    print(json.dumps(asdict(SUITES[ns.suite]())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""The differential referee at 0 differences on every corpus case, collect-only and full run."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_fastcollect.parity.referee import format_report, referee
+
+from .conftest import corpus_cases
+
+BASE_ARGS = ["-p", "no:cacheprovider"]
+
+
+@pytest.mark.parametrize("case", corpus_cases())
+@pytest.mark.parametrize("mode", ["collect", "run"])
+def test_corpus_parity(case: str, mode: str, corpus_copy) -> None:
+    root = corpus_copy(case)
+    cmp = referee(root, BASE_ARGS, run=(mode == "run"), timeout=120)
+    report = format_report(cmp)
+    assert cmp.ok, report
+    # the comparison is not vacuous: the plugin side scanned files, and both sides recorded something
+    fc = cmp.plugin.record["fastcollect"]
+    assert fc["enabled"] and fc["files_scanned"] >= 1, report
+    assert cmp.plain.record["items"] or cmp.plain.record["collect_errors"], report
