@@ -38,8 +38,6 @@ class WalkTest : public ::testing::Test {
 
   std::string path(const std::string& rel) const { return rel.empty() ? root_ : root_ + "/" + rel; }
 
-  void make_dir(const std::string& rel) const { fs::create_directories(path(rel)); }
-
   void make_file(const std::string& rel, const std::string& content = "") const {
     fs::path p = path(rel);
     fs::create_directories(p.parent_path());

@@ -7,12 +7,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-CORPUS = Path(__file__).resolve().parent.parent / "corpus"
-
-
-def corpus_cases() -> list[str]:
-    """Names of the corpus projects (each a folder with its own pytest.ini)."""
-    return sorted(p.name for p in CORPUS.iterdir() if p.is_dir() and (p / "pytest.ini").exists())
+from _corpus import CORPUS
 
 
 @pytest.fixture

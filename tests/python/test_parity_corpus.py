@@ -6,7 +6,7 @@ import pytest
 
 from pytest_fastcollect.parity.referee import format_report, referee
 
-from .conftest import corpus_cases
+from _corpus import corpus_cases
 
 BASE_ARGS = ["-p", "no:cacheprovider"]
 

@@ -8,7 +8,7 @@ import pytest
 
 from pytest_fastcollect.plugin import STATE
 
-from .conftest import corpus_cases
+from _corpus import corpus_cases
 
 
 class _Capture:

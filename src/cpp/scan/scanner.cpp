@@ -184,7 +184,8 @@ class ModuleVisitor {
 
   static bool is_compound(TSNode st) {
     return is(st, "if_statement") || is(st, "try_statement") || is(st, "with_statement") ||
-           is(st, "for_statement") || is(st, "while_statement") || is(st, "match_statement");
+           is(st, "for_statement") || is(st, "while_statement") || is(st, "match_statement") ||
+           is(st, "case_clause");  // the statements of a match block's body are its case clauses
   }
 
   // Calls `fn` for every block of a compound statement (if/elif/else, try/except/else/finally, with, for,
@@ -532,10 +533,14 @@ ModuleInfo Scanner::scan_source(std::string_view source, const std::string& path
 ModuleInfo Scanner::scan_file(const std::string& path) {
   constexpr std::size_t kMaxBytes = 64U << 20U;
   std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  int open_errno = errno;
+  struct stat st{};
+  // A folder opens fine as an ifstream on Linux and then reads as empty: report it instead.
+  bool is_dir = in && ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+  if (!in || is_dir) {
     ModuleInfo info;
     info.path = path;
-    info.error = std::string("cannot open: ") + std::strerror(errno);
+    info.error = std::string("cannot open: ") + std::strerror(is_dir ? EISDIR : open_errno);
     info.certain = false;
     info.uncertain_reasons.push_back(info.error);
     return info;
