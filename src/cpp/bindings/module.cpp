@@ -76,9 +76,9 @@ PYBIND11_MODULE(_core, m) {
 
   m.def(
       "walk",
-      [](std::vector<std::string> roots, std::vector<std::string> python_files,
-         std::vector<std::string> norecursedirs, std::vector<std::string> ignore_paths,
-         std::vector<std::string> ignore_globs, bool collect_in_virtualenv, unsigned threads) {
+      [](std::vector<std::string> roots, std::vector<std::string> python_files, std::vector<std::string> norecursedirs,
+         std::vector<std::string> ignore_paths, std::vector<std::string> ignore_globs, bool collect_in_virtualenv,
+         unsigned threads) {
         WalkConfig cfg;
         cfg.roots = std::move(roots);
         cfg.python_files = std::move(python_files);

@@ -18,10 +18,10 @@ struct MarkInfo {
 /// / import that binds such a name.
 struct FunctionInfo {
   std::string name;
-  int line = 0;              ///< 1-based line of `def` (or of the assignment/import)
-  bool is_async = false;     ///< `async def`
-  bool conditional = false;  ///< defined under if/try/with/for/while: may or may not exist at import
-  bool is_def = true;        ///< false for `test_x = ...` or `from m import test_x` (shape unknown)
+  int line = 0;                               ///< 1-based line of `def` (or of the assignment/import)
+  bool is_async = false;                      ///< `async def`
+  bool conditional = false;                   ///< defined under if/try/with/for/while: may or may not exist at import
+  bool is_def = true;                         ///< false for `test_x = ...` or `from m import test_x` (shape unknown)
   std::vector<MarkInfo> marks;                ///< decorators recognised as marks, outermost first
   std::vector<std::string> other_decorators;  ///< decorators that are not marks (source text)
 };

@@ -41,7 +41,7 @@ std::string join(const std::string& dir, const std::string& name) {
 }
 
 bool is_regular_file(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
@@ -70,7 +70,7 @@ DirListing list_dir(const std::string& dir) {
     } else if (type == DT_REG) {
       e.is_file = true;
     } else {  // DT_LNK / DT_UNKNOWN: follow, as os.DirEntry.is_dir()/is_file() do
-      struct stat st{};
+      struct stat st {};
       if (::stat(join(dir, e.name).c_str(), &st) == 0) {
         e.is_dir = S_ISDIR(st.st_mode);
         e.is_file = S_ISREG(st.st_mode);
@@ -102,7 +102,7 @@ class Walker {
     std::vector<std::pair<std::string, bool>> root_kinds;  // (path, is_dir)
     for (const auto& raw : config_.roots) {
       std::string r = strip_slash(raw);
-      struct stat st{};
+      struct stat st {};
       if (::stat(r.c_str(), &st) != 0) {
         result.errors.push_back(r + ": " + std::strerror(errno));
         continue;
@@ -198,7 +198,7 @@ class Walker {
   }
 
   bool seen_real_dir(const std::string& full) {
-    struct stat st{};
+    struct stat st {};
     if (::stat(full.c_str(), &st) != 0) return true;
     return real_dirs_.insert({st.st_dev, st.st_ino}).second;
   }

@@ -17,7 +17,8 @@ struct WalkConfig {
   /// ini `python_files` (default `test_*.py *_test.py`), matched with fnmatch_ex.
   std::vector<std::string> python_files{"test_*.py", "*_test.py"};
   /// ini `norecursedirs`; the plugin passes pytest's own value (defaults or the ini override).
-  std::vector<std::string> norecursedirs{"*.egg", ".*", "_darcs", "build", "CVS", "dist", "node_modules", "venv", "{arch}"};
+  std::vector<std::string> norecursedirs{"*.egg", ".*",           "_darcs", "build", "CVS",
+                                         "dist",  "node_modules", "venv",   "{arch}"};
   /// `--ignore` paths (absolute), compared for equality with each entry.
   std::vector<std::string> ignore_paths;
   /// `--ignore-glob` patterns (absolute), matched with fnmatch against the whole path.
