@@ -7,6 +7,7 @@ cache) consume and that the report header summarises.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,10 +72,40 @@ def scan(rules: PathRules, python_functions: list[str], python_classes: list[str
     )
 
 
-def scan_for_config(config: pytest.Config, threads: int = 0) -> ScanReport:
-    """scan() with the rules and name patterns of this pytest run."""
-    return scan(
-        path_rules(config),
+class ScanJob:
+    """A walk + scan running on a background thread (the core releases the GIL, so pytest's own start-up,
+    conftest imports and collection go on meanwhile). `result()` joins; an exception in the job is
+    returned as `failure`, never raised into pytest."""
+
+    def __init__(self, rules: PathRules, python_functions: list[str], python_classes: list[str], threads: int) -> None:
+        self._args = (rules, python_functions, python_classes, threads)
+        self._report: ScanReport | None = None
+        self._failure: str | None = None
+        self._thread = threading.Thread(target=self._run, name="fastcollect-scan", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._report = scan(*self._args)
+        except Exception as exc:  # noqa: BLE001 - reported as one line by the plugin
+            self._failure = f"{type(exc).__name__}: {exc}"
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def result(self, timeout: float | None = None) -> tuple[ScanReport | None, str | None]:
+        """(report, failure): exactly one is set once the job ended; (None, None) on timeout."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return None, None
+        return self._report, self._failure
+
+
+def start_scan(config: pytest.Config, args: list[str], options: Any, threads: int = 0) -> ScanJob:
+    """Start the walk + scan of this run in the background. `args`/`options`: the command-line args and
+    option namespace as known at this point (see paths.path_rules). Errors in resolving the rules raise."""
+    return ScanJob(
+        path_rules(config, args, options),
         [str(p) for p in config.getini("python_functions")],
         [str(p) for p in config.getini("python_classes")],
         threads,

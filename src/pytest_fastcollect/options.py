@@ -5,6 +5,8 @@ Only options whose behaviour exists are registered; see ../../DESIGN.md (shared/
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 GROUP = "fastcollect"
@@ -31,9 +33,10 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("fastcollect", type="bool", default=True, help="Enable pytest-fastcollect (default true).")
 
 
-def is_enabled(config: pytest.Config) -> bool:
-    """The command line wins over the ini key; both default to on."""
-    flag = config.getoption("fastcollect", default=None)
+def is_enabled(config: pytest.Config, options: Any) -> bool:
+    """The command line wins over the ini key; both default to on. `options`: config.option, or
+    config.known_args_namespace before it is set."""
+    flag = getattr(options, "fastcollect", None)
     if flag is not None:
         return bool(flag)
     return bool(config.getini("fastcollect"))

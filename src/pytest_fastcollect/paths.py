@@ -10,6 +10,7 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,21 +43,48 @@ def _module_path(name: str) -> str | None:
     return spec.origin
 
 
-def initial_paths(config: pytest.Config) -> list[str]:
-    """config.args (already defaulted to testpaths or the invocation dir by pytest) as absolute paths,
-    without `::name` or `[param]` parts; module names under --pyargs resolved like pytest does."""
-    invocation = config.invocation_params.dir
-    pyargs = bool(config.getoption("pyargs", default=False))
+def decide_args(config: pytest.Config, args: list[str], pyargs: bool) -> list[str]:
+    """The run's initial args as pytest will decide them (testpaths or the invocation dir when none are
+    given). Usable from pytest_load_initial_conftests, before config.args exists: uses pytest's own
+    Config._decide_args when it has the known signature (pytest 8/9), else the same rule written here."""
+    testpaths = [str(p) for p in config.getini("testpaths")]
+    try:
+        decided, _source = config._decide_args(  # noqa: SLF001 - pytest's own rule, private but stable in 8.x/9.x
+            args=list(args),
+            pyargs=pyargs,
+            testpaths=testpaths,
+            invocation_dir=config.invocation_params.dir,
+            rootpath=config.rootpath,
+            warn=False,
+        )
+        return [str(a) for a in decided]
+    except (AttributeError, TypeError):
+        if args:
+            return list(args)
+        if config.invocation_params.dir == config.rootpath and testpaths:
+            if pyargs:
+                return testpaths
+            import glob
+
+            found = [p for t in testpaths for p in sorted(glob.iglob(t, recursive=True))]
+            if found:
+                return found
+        return [str(config.invocation_params.dir)]
+
+
+def initial_paths(args: list[str], pyargs: bool, invocation_dir: str | Path) -> list[str]:
+    """Initial args as absolute paths, without `::name` or `[param]` parts; module names under --pyargs
+    resolved like pytest's resolve_collection_argument/search_pypath. Duplicates removed, order kept."""
     out: list[str] = []
     seen: set[str] = set()
-    for arg in config.args:
+    for arg in args:
         base = str(arg).partition("[")[0]
         strpath = base.split("::")[0]
         resolved: str | None = None
         if pyargs:
             resolved = _module_path(strpath)
         if resolved is None:
-            resolved = os.path.abspath(os.path.join(invocation, strpath))
+            resolved = os.path.abspath(os.path.join(invocation_dir, strpath))
         resolved = os.path.normpath(resolved)
         if resolved not in seen:
             seen.add(resolved)
@@ -64,17 +92,19 @@ def initial_paths(config: pytest.Config) -> list[str]:
     return out
 
 
-def path_rules(config: pytest.Config) -> PathRules:
-    """The path rules of this run, read from pytest's own option and ini values."""
-    ignore = [os.path.abspath(p) for p in (config.getoption("ignore", default=None) or [])]
-    ignore_glob = [os.path.abspath(p) for p in (config.getoption("ignore_glob", default=None) or [])]
+def path_rules(config: pytest.Config, args: list[str], options: Any) -> PathRules:
+    """The path rules of this run from pytest's own option and ini values. `options` is config.option or,
+    before it is set (pytest_load_initial_conftests), config.known_args_namespace."""
+    pyargs = bool(getattr(options, "pyargs", False))
+    ignore = [os.path.abspath(p) for p in (getattr(options, "ignore", None) or [])]
+    ignore_glob = [os.path.abspath(p) for p in (getattr(options, "ignore_glob", None) or [])]
     return PathRules(
-        roots=initial_paths(config),
+        roots=initial_paths(decide_args(config, args, pyargs), pyargs, config.invocation_params.dir),
         python_files=[str(p) for p in config.getini("python_files")],
         norecursedirs=[str(p) for p in config.getini("norecursedirs")],
         ignore_paths=ignore,
         ignore_globs=ignore_glob,
-        collect_in_virtualenv=bool(config.getoption("collect_in_virtualenv", default=False)),
+        collect_in_virtualenv=bool(getattr(options, "collect_in_virtualenv", False)),
     )
 
 

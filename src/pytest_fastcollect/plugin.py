@@ -1,13 +1,15 @@
 """pytest hook implementations of pytest-fastcollect (entry point `fastcollect`).
 
 Hooks only: each delegates to one module. In this version the plugin walks and scans the files the run
-will consider and reports it in the header; it changes nothing in what pytest imports or collects.
+will consider, on a background thread started before the initial conftests are imported, and reports it in
+the header; it changes nothing in what pytest imports or collects.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -20,8 +22,16 @@ class State:
     """Per-run state, kept in config.stash."""
 
     enabled: bool
-    report: object | None = None  # discovery.ScanReport once scanned
+    job: Any = None  # discovery.ScanJob while scanning
+    report: Any = None  # discovery.ScanReport once scanned
     failure: str | None = None  # one-line reason when the core failed (the run goes on as plain pytest)
+
+    def finish(self) -> None:
+        """Wait for the background scan (if any) and keep its outcome."""
+        if self.job is not None:
+            self.report, failure = self.job.result()
+            self.failure = self.failure or failure
+            self.job = None
 
 
 STATE = pytest.StashKey[State]()
@@ -35,35 +45,41 @@ def _is_xdist_worker() -> bool:
     return "PYTEST_XDIST_WORKER" in os.environ
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.stash[STATE] = State(enabled=is_enabled(config) and not _is_xdist_worker())
+def _start(config: pytest.Config, args: list[str], options: Any) -> None:
+    state = State(enabled=is_enabled(config, options) and not _is_xdist_worker())
+    config.stash[STATE] = state
+    if not state.enabled:
+        return
+    try:
+        from .discovery import start_scan
+
+        state.job = start_scan(config, args, options, threads=int(getattr(options, "fastcollect_threads", 0) or 0))
+    except Exception as exc:  # noqa: BLE001 - the core must never break a run
+        state.failure = f"{type(exc).__name__}: {exc}"
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    state = session.config.stash.get(STATE, None)
-    if state is None or not state.enabled:
-        return
-    try:
-        from .discovery import scan_for_config
+def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) -> None:
+    # The earliest point where the ini and the command line are known: the scan then overlaps the import
+    # of the initial conftests and of everything they import.
+    _start(early_config, list(early_config.known_args_namespace.file_or_dir or []), early_config.known_args_namespace)
 
-        state.report = scan_for_config(session.config, threads=session.config.getoption("fastcollect_threads"))
-    except Exception as exc:  # noqa: BLE001 - the core must never break a run
-        state.failure = f"{type(exc).__name__}: {exc}"
+
+def pytest_configure(config: pytest.Config) -> None:
+    if STATE not in config.stash:  # plugin registered after the initial conftests (e.g. `-p` in a conftest)
+        _start(config, list(config.option.file_or_dir or []), config.option)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     state = config.stash.get(STATE, None)
     if state is None or not state.enabled:
         return []
+    state.finish()
     if state.failure is not None:
         return [f"fastcollect {__version__}: scan failed ({state.failure}); running as plain pytest"]
     report = state.report
     if report is None:
         return []
-    from .discovery import ScanReport
-
-    assert isinstance(report, ScanReport)
     classes = [str(p) for p in config.getini("python_classes")]
     ms = (report.walk_seconds + report.scan_seconds) * 1000
     line = (
@@ -78,3 +94,16 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if extra:
         line += "; " + ", ".join(extra)
     return [line]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    state = session.config.stash.get(STATE, None)
+    if state is not None:
+        state.finish()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None:
+        state.finish()  # never leave a scanning thread behind (a later fork must not inherit it)

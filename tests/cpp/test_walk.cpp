@@ -6,8 +6,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -76,6 +80,19 @@ class WalkTest : public ::testing::Test {
         out.push_back(p);
     }
     return out;
+  }
+
+  // Runs walk() on another thread. A walk still running after `limit` ends the test binary with a message
+  // (a stuck thread cannot be cancelled), so a looping walker fails fast instead of hanging ctest.
+  static WalkResult walk_with_deadline(const WalkConfig& c, std::chrono::seconds limit) {
+    auto done = std::async(std::launch::async, [c] { return walk(c); });
+    if (done.wait_for(limit) != std::future_status::ready) {
+      std::fprintf(stderr, "FATAL: walk() still running after %lld s (symlink loop?)\n",
+                   static_cast<long long>(limit.count()));
+      std::fflush(stderr);
+      std::_Exit(EXIT_FAILURE);
+    }
+    return done.get();
   }
 
   Paths walk_files(const WalkConfig& c) const {
@@ -167,8 +184,7 @@ TEST_F(WalkTest, PyvenvCfgMustBeAFile) {
 }
 
 TEST_F(WalkTest, CondaEnvironmentWithCondaMetaHistoryIsSkipped) {
-  make_files({"conda/conda-meta/history", "conda/test_conda.py", "notconda/conda-meta/other",
-              "notconda/test_kept.py"});
+  make_files({"conda/conda-meta/history", "conda/test_conda.py", "notconda/conda-meta/other", "notconda/test_kept.py"});
   WalkConfig c = config_for_root();
   EXPECT_EQ(walk_files(c), (Paths{"notconda/test_kept.py"}));
   c.collect_in_virtualenv = true;
@@ -269,8 +285,8 @@ TEST_F(WalkTest, PathPrefixOfARootNameIsNotItsParent) {
 }
 
 TEST_F(WalkTest, CustomPythonFilesWithAPathPattern) {
-  make_files({"tests/check_a.py", "tests/test_b.py", "tests/check_c.txt", "tests/sub/check_d.py",
-              "other/check_e.py", "mytests/check_f.py", "nested/tests/check_g.py"});
+  make_files({"tests/check_a.py", "tests/test_b.py", "tests/check_c.txt", "tests/sub/check_d.py", "other/check_e.py",
+              "mytests/check_f.py", "nested/tests/check_g.py"});
   WalkConfig c = config_for_root();
   c.python_files = {"tests/check_*.py"};
   EXPECT_EQ(walk_files(c), (Paths{"nested/tests/check_g.py", "tests/check_a.py"}));
@@ -306,8 +322,8 @@ TEST_F(WalkTest, UnreadableFolderIsReportedInErrors) {
 }
 
 TEST_F(WalkTest, ConftestsAreListedInConftestsNotFiles) {
-  make_files({"conftest.py", "sub/conftest.py", "sub/test_a.py", "build/conftest.py", "other/conftest.py",
-              "test_top.py"});
+  make_files(
+      {"conftest.py", "sub/conftest.py", "sub/test_a.py", "build/conftest.py", "other/conftest.py", "test_top.py"});
   WalkResult r = walk(config_for_root());
   EXPECT_TRUE(r.errors.empty());
   EXPECT_EQ(relative(r.conftests), (Paths{"conftest.py", "other/conftest.py", "sub/conftest.py"}));
@@ -331,10 +347,10 @@ TEST_F(WalkTest, BrokenSymlinkIsSkipped) {
 
 TEST_F(WalkTest, SymlinkLoopsTerminateAndEachRealFolderIsVisitedOnce) {
   make_files({"test_root.py", "a/test_a.py", "a/b/test_b.py"});
-  make_symlink("..", "a/b/up");   // -> a
+  make_symlink("..", "a/b/up");     // -> a
   make_symlink(root_, "sub/loop");  // -> the root itself
   make_symlink(".", "self");        // -> the root itself
-  WalkResult r = walk(config_for_root());
+  WalkResult r = walk_with_deadline(config_for_root(), std::chrono::seconds(60));
   EXPECT_TRUE(r.errors.empty());
   EXPECT_EQ(relative(r.files), (Paths{"a/b/test_b.py", "a/test_a.py", "test_root.py"}));
   EXPECT_EQ(r.dirs_visited, 4U);  // root, a, a/b, sub
@@ -354,6 +370,7 @@ TEST_F(WalkTest, OneThreadAndFourThreadsGiveIdenticalResults) {
       for (int k = 0; k < 3; ++k) make_file(e + "/f" + std::to_string(k) + "/x_test.py");
     }
   }
+  make_symlink("../d3", "d0/alias");  // the same real folder reachable twice
   WalkConfig one = config_for_root();
   one.threads = 1;
   WalkConfig four = config_for_root();
@@ -366,6 +383,7 @@ TEST_F(WalkTest, OneThreadAndFourThreadsGiveIdenticalResults) {
   EXPECT_EQ(a.conftests, b.conftests);
   EXPECT_EQ(a.dirs_visited, b.dirs_visited);
   EXPECT_EQ(a.errors, b.errors);
+  ASSERT_FALSE(a.files.empty());
   EXPECT_EQ(relative(a.files).front(), "d0/e0/f0/x_test.py");
   EXPECT_EQ(relative(a.files).back(), "d5/test_5.py");
 }

@@ -76,8 +76,7 @@ const std::set<std::string> kDynamicCalls = {"globals", "locals", "vars", "exec"
 
 class ModuleVisitor {
  public:
-  ModuleVisitor(std::string_view src, const NameRules& rules, ModuleInfo& out)
-      : src_(src), rules_(rules), out_(out) {}
+  ModuleVisitor(std::string_view src, const NameRules& rules, ModuleInfo& out) : src_(src), rules_(rules), out_(out) {}
 
   void run(TSNode root) {
     prepass_block(root);
@@ -183,8 +182,8 @@ class ModuleVisitor {
   }
 
   static bool is_compound(TSNode st) {
-    return is(st, "if_statement") || is(st, "try_statement") || is(st, "with_statement") ||
-           is(st, "for_statement") || is(st, "while_statement") || is(st, "match_statement") ||
+    return is(st, "if_statement") || is(st, "try_statement") || is(st, "with_statement") || is(st, "for_statement") ||
+           is(st, "while_statement") || is(st, "match_statement") ||
            is(st, "case_clause");  // the statements of a match block's body are its case clauses
   }
 
@@ -256,15 +255,15 @@ class ModuleVisitor {
 
   // globals()/exec/setattr... at module or class level (not inside def bodies) can bind test names.
   void check_dynamic(TSNode n, bool skip_blocks) {
-    if (is(n, "function_definition") || is(n, "class_definition") || is(n, "lambda") ||
-        is(n, "decorated_definition"))
+    if (is(n, "function_definition") || is(n, "class_definition") || is(n, "lambda") || is(n, "decorated_definition"))
       return;
     if (skip_blocks && is(n, "block")) return;  // blocks of compound statements are visited statement-wise
     if (is(n, "call")) {
       TSNode f = field(n, "function");
       if (!ts_node_is_null(f) && is(f, "identifier")) {
         std::string name = text(f);
-        if (kDynamicCalls.count(name)) uncertain(name + "() at module or class level (line " + std::to_string(line(n)) + ")");
+        if (kDynamicCalls.count(name))
+          uncertain(name + "() at module or class level (line " + std::to_string(line(n)) + ")");
       }
     }
     uint32_t m = ts_node_named_child_count(n);
@@ -291,8 +290,10 @@ class ModuleVisitor {
       TSNode body = field(def, "body");
       if (!ts_node_is_null(body)) collect_imports(body);
       if (scope == Scope::Module) {
-        if (name == "pytest_generate_tests") out_.defines_generate_tests = true;
-        else if (name.rfind("pytest_", 0) == 0) out_.defines_hooks = true;
+        if (name == "pytest_generate_tests")
+          out_.defines_generate_tests = true;
+        else if (name.rfind("pytest_", 0) == 0)
+          out_.defines_hooks = true;
       }
       if (scope == Scope::Class) {
         if (name == "__init__") cls->has_init = true;
@@ -377,7 +378,9 @@ class ModuleVisitor {
       if (!ts_node_is_null(mod) && ts_node_eq(c, mod)) continue;
       if (is(c, "wildcard_import")) {
         imp.star = true;
-        if (!local) uncertain("star import from '" + std::string(imp.level, '.') + imp.module + "' (line " + std::to_string(imp.line) + ")");
+        if (!local)
+          uncertain("star import from '" + std::string(imp.level, '.') + imp.module + "' (line " +
+                    std::to_string(imp.line) + ")");
         continue;
       }
       std::string original, bound;
@@ -534,7 +537,7 @@ ModuleInfo Scanner::scan_file(const std::string& path) {
   constexpr std::size_t kMaxBytes = 64U << 20U;
   std::ifstream in(path, std::ios::binary);
   int open_errno = errno;
-  struct stat st{};
+  struct stat st {};
   // A folder opens fine as an ifstream on Linux and then reads as empty: report it instead.
   bool is_dir = in && ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
   if (!in || is_dir) {
