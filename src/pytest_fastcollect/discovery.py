@@ -101,9 +101,16 @@ class ScanJob:
         return self._report, self._failure
 
 
+def background_threads() -> int:
+    """Scanner threads for a background scan: one core is left to pytest's main thread (min 1)."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 def start_scan(config: pytest.Config, args: list[str], options: Any, threads: int = 0) -> ScanJob:
     """Start the walk + scan of this run in the background. `args`/`options`: the command-line args and
-    option namespace as known at this point (see paths.path_rules). Errors in resolving the rules raise."""
+    option namespace as known at this point (see paths.path_rules); `threads` 0 = background_threads().
+    Errors in resolving the rules raise."""
+    threads = threads or background_threads()
     return ScanJob(
         path_rules(config, args, options),
         [str(p) for p in config.getini("python_functions")],

@@ -28,7 +28,7 @@ def add_options(parser: pytest.Parser) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="Scanner threads (default 0: one per core).",
+        help="Scanner threads (default 0: one per core but one, which pytest keeps).",
     )
     parser.addini("fastcollect", type="bool", default=True, help="Enable pytest-fastcollect (default true).")
 
