@@ -84,7 +84,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ms = (report.walk_seconds + report.scan_seconds) * 1000
     line = (
         f"fastcollect {__version__}: scanned {len(report.files)} files, "
-        f"{report.tests_found(classes)} test definitions, in {ms:.1f} ms ({report.threads} thread{"s" if report.threads != 1 else ""})"
+        f"{report.tests_found(classes)} test definitions, in {ms:.1f} ms ({report.threads} thread{'s' if report.threads != 1 else ''})"
     )
     extra = []
     if report.uncertain:
