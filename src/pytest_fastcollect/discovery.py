@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from . import _core
+from .cache import CacheLocation
 from .paths import PathRules, path_rules
 
 
@@ -29,6 +30,8 @@ class ScanReport:
     scan_seconds: float
     threads: int
     errors: list[str] = field(default_factory=list)
+    cache: Any = None  # _core.CacheStats when the discovery cache was used
+    cache_location: CacheLocation | None = None
 
     @property
     def uncertain(self) -> int:
@@ -44,9 +47,16 @@ class ScanReport:
         return sum(m.test_count(python_classes) for m in self.modules)
 
 
-def scan(rules: PathRules, python_functions: list[str], python_classes: list[str], threads: int = 0) -> ScanReport:
+def scan(
+    rules: PathRules,
+    python_functions: list[str],
+    python_classes: list[str],
+    threads: int = 0,
+    cache: CacheLocation | None = None,
+) -> ScanReport:
     """Walk `rules.roots` with pytest's path rules, then parse every candidate `.py` file on `threads`
-    threads (0 = one per core). Raises nothing for per-file problems (they are in the ModuleInfo)."""
+    threads (0 = one per core), through the discovery cache at `cache` when given. Raises nothing for
+    per-file problems (they are in the ModuleInfo) or for a bad cache file (see CacheStats.warning)."""
     t0 = time.perf_counter()
     walked = _core.walk(
         rules.roots,
@@ -59,7 +69,13 @@ def scan(rules: PathRules, python_functions: list[str], python_classes: list[str
     )
     t1 = time.perf_counter()
     py_files = [f for f in walked.files if f.endswith(".py")]
-    modules = _core.scan_files(py_files, python_functions, python_classes, threads)
+    stats = None
+    if cache is not None:
+        db = _core.DiscoveryCache(cache.path, cache.read_only)
+        modules, stats = db.scan(py_files, python_functions, python_classes, threads)
+        del db  # closes the connection on this thread
+    else:
+        modules = _core.scan_files(py_files, python_functions, python_classes, threads)
     t2 = time.perf_counter()
     return ScanReport(
         files=py_files,
@@ -69,6 +85,8 @@ def scan(rules: PathRules, python_functions: list[str], python_classes: list[str
         scan_seconds=t2 - t1,
         threads=threads or (os.cpu_count() or 1),
         errors=list(walked.errors),
+        cache=stats,
+        cache_location=cache,
     )
 
 
@@ -77,8 +95,15 @@ class ScanJob:
     conftest imports and collection go on meanwhile). `result()` joins; an exception in the job is
     returned as `failure`, never raised into pytest."""
 
-    def __init__(self, rules: PathRules, python_functions: list[str], python_classes: list[str], threads: int) -> None:
-        self._args = (rules, python_functions, python_classes, threads)
+    def __init__(
+        self,
+        rules: PathRules,
+        python_functions: list[str],
+        python_classes: list[str],
+        threads: int,
+        cache: CacheLocation | None = None,
+    ) -> None:
+        self._args = (rules, python_functions, python_classes, threads, cache)
         self._report: ScanReport | None = None
         self._failure: str | None = None
         self._thread = threading.Thread(target=self._run, name="fastcollect-scan", daemon=True)
@@ -106,7 +131,9 @@ def background_threads() -> int:
     return max(1, (os.cpu_count() or 1) - 1)
 
 
-def start_scan(config: pytest.Config, args: list[str], options: Any, threads: int = 0) -> ScanJob:
+def start_scan(
+    config: pytest.Config, args: list[str], options: Any, threads: int = 0, cache: CacheLocation | None = None
+) -> ScanJob:
     """Start the walk + scan of this run in the background. `args`/`options`: the command-line args and
     option namespace as known at this point (see paths.path_rules); `threads` 0 = background_threads().
     Errors in resolving the rules raise."""
@@ -116,4 +143,5 @@ def start_scan(config: pytest.Config, args: list[str], options: Any, threads: in
         [str(p) for p in config.getini("python_functions")],
         [str(p) for p in config.getini("python_classes")],
         threads,
+        cache,
     )

@@ -30,7 +30,23 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="N",
         help="Scanner threads (default 0: one per core but one, which pytest keeps).",
     )
+    group.addoption(
+        "--no-fastcollect-cache",
+        action="store_false",
+        dest="fastcollect_cache",
+        default=None,
+        help="Do not read or write the discovery cache (ini: fastcollect_cache = false).",
+    )
+    group.addoption(
+        "--fastcollect-cache-clear",
+        action="store_true",
+        default=False,
+        help="Delete the discovery cache before anything is scanned, then rebuild it.",
+    )
     parser.addini("fastcollect", type="bool", default=True, help="Enable pytest-fastcollect (default true).")
+    parser.addini(
+        "fastcollect_cache", type="bool", default=True, help="Use the SQLite discovery cache (default true)."
+    )
 
 
 def is_enabled(config: pytest.Config, options: Any) -> bool:

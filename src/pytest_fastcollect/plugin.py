@@ -8,7 +8,7 @@ the header; it changes nothing in what pytest imports or collects.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ class State:
     job: Any = None  # discovery.ScanJob while scanning
     report: Any = None  # discovery.ScanReport once scanned
     failure: str | None = None  # one-line reason when the core failed (the run goes on as plain pytest)
+    notes: list[str] = field(default_factory=list)  # one-line warnings for the header
 
     def finish(self) -> None:
         """Wait for the background scan (if any) and keep its outcome."""
@@ -51,9 +52,16 @@ def _start(config: pytest.Config, args: list[str], options: Any) -> None:
     if not state.enabled:
         return
     try:
+        from . import cache
         from .discovery import start_scan
 
-        state.job = start_scan(config, args, options, threads=int(getattr(options, "fastcollect_threads", 0) or 0))
+        location = cache.locate(config, options)
+        if location is not None and getattr(options, "fastcollect_cache_clear", False):
+            error = cache.clear(location)  # before anything is loaded from it
+            if error:
+                state.notes.append(f"cache not cleared: {error}")
+        threads = int(getattr(options, "fastcollect_threads", 0) or 0)
+        state.job = start_scan(config, args, options, threads=threads, cache=location)
     except Exception as exc:  # noqa: BLE001 - the core must never break a run
         state.failure = f"{type(exc).__name__}: {exc}"
 
@@ -82,9 +90,16 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         return []
     classes = [str(p) for p in config.getini("python_classes")]
     ms = (report.walk_seconds + report.scan_seconds) * 1000
+    threads = f"{report.threads} thread{'s' if report.threads != 1 else ''}"
+    files = f"{len(report.files)} files"
+    stats = report.cache
+    if stats is not None:
+        files += f" ({stats.trusted + stats.rehashed} from cache, {stats.parsed} parsed)"
+    else:
+        files += " (no cache)"
     line = (
-        f"fastcollect {__version__}: scanned {len(report.files)} files, "
-        f"{report.tests_found(classes)} test definitions, in {ms:.1f} ms ({report.threads} thread{'s' if report.threads != 1 else ''})"
+        f"fastcollect {__version__}: scanned {files}, {report.tests_found(classes)} test definitions, "
+        f"in {ms:.1f} ms ({threads})"
     )
     extra = []
     if report.uncertain:
@@ -93,7 +108,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         extra.append(f"{len(report.errors)} walk errors")
     if extra:
         line += "; " + ", ".join(extra)
-    return [line]
+    lines = [line]
+    warnings = list(state.notes)
+    if stats is not None and stats.warning:
+        warnings.append(stats.warning)
+    lines.extend(f"fastcollect: {w}" for w in warnings)
+    return lines
 
 
 @pytest.hookimpl(trylast=True)

@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include "scan/scanner.hpp"
+#include "store/discovery_cache.hpp"
 #include "walk/fnmatch.hpp"
 #include "walk/walk.hpp"
 
@@ -119,6 +120,51 @@ in ModuleInfo.error / parse_error, never raised.)doc");
       },
       py::arg("source"), py::arg("python_functions") = std::vector<std::string>{"test"},
       py::arg("python_classes") = std::vector<std::string>{"Test"}, "Scan one source text (str). Returns ModuleInfo.");
+
+  py::class_<CacheStats>(m, "CacheStats", "What one cached scan did (counts are files).")
+      .def_readonly("files", &CacheStats::files)
+      .def_readonly("trusted", &CacheStats::trusted, "stat unchanged: row used without reading the file")
+      .def_readonly("rehashed", &CacheStats::rehashed, "stat changed, xxh3 unchanged: row refreshed")
+      .def_readonly("parsed", &CacheStats::parsed, "new or changed: parsed")
+      .def_readonly("pruned", &CacheStats::pruned, "rows of vanished files deleted")
+      .def_readonly("read_only", &CacheStats::read_only)
+      .def_readonly("wrote", &CacheStats::wrote)
+      .def_readonly("seconds", &CacheStats::seconds, "wall time of the cached scan, seconds")
+      .def_readonly("warning", &CacheStats::warning, "one line when the cache was set aside/busy/unusable");
+
+  py::class_<DiscoveryCache>(m, "DiscoveryCache", R"doc(The SQLite discovery cache of one rootdir.
+
+DiscoveryCache(path: str, read_only: bool, busy_timeout_ms: int = 10000). Never raises for a bad file: a
+corrupt or other-version database is set aside (path + '.corrupt') and rebuilt, unless read_only, which never
+writes (mode=ro) and treats an unusable file as no cache. See store/discovery_cache.hpp for the lookup ladder.)doc")
+      .def(py::init<std::string, bool, int>(), py::arg("path"), py::arg("read_only") = false,
+           py::arg("busy_timeout_ms") = 10000, py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("usable", &DiscoveryCache::usable)
+      .def_property_readonly("open_warning", &DiscoveryCache::open_warning)
+      .def("row_count", &DiscoveryCache::row_count, py::call_guard<py::gil_scoped_release>())
+      .def(
+          "scan",
+          [](DiscoveryCache& self, const std::vector<std::string>& paths, std::vector<std::string> python_functions,
+             std::vector<std::string> python_classes, unsigned threads) {
+            NameRules rules{std::move(python_functions), std::move(python_classes)};
+            CacheStats stats;
+            std::vector<ModuleInfo> out;
+            {
+              py::gil_scoped_release release;
+              out = self.scan(paths, rules, threads, stats);
+            }
+            return py::make_tuple(std::move(out), stats);
+          },
+          py::arg("paths"), py::arg("python_functions"), py::arg("python_classes"), py::arg("threads") = 0,
+          "Cached scan (GIL released). Returns (list[ModuleInfo] in path order, CacheStats).")
+      .def_static(
+          "remove_files",
+          [](const std::string& path) {
+            std::string error;
+            if (!DiscoveryCache::remove_files(path, error)) throw std::runtime_error(error);
+          },
+          py::arg("path"), "Delete the database and its -wal/-shm files (missing is fine). Raises RuntimeError.");
+  m.attr("CACHE_SCHEMA_VERSION") = DiscoveryCache::kSchemaVersion;
 
   m.def("fnmatch_ex", &fnmatch_ex, py::arg("pattern"), py::arg("path"),
         "pytest's fnmatch_ex (_pytest/pathlib.py) on '/'-separated paths.");
