@@ -162,7 +162,7 @@ def test_kill_9_during_writes_leaves_an_openable_cache(pytester: pytest.Pytester
     for d in range(20):
         pkg = pytester.mkdir(f"d{d}")
         for i in range(60):
-            pkg.joinpath(f"test_f{i}.py").write_text("".join(f"def test_{j}(): pass\n" for j in range(40)))
+            pkg.joinpath(f"test_d{d}_f{i}.py").write_text("".join(f"def test_{j}(): pass\n" for j in range(10)))
     rng = random.Random(42)
     for _ in range(8):
         proc = subprocess.Popen([sys.executable, "-m", "pytest", "--collect-only", "-q",
@@ -183,7 +183,7 @@ def test_kill_9_during_writes_leaves_an_openable_cache(pytester: pytest.Pytester
     assert n == 1200 and cached + parsed == 1200
     assert not [ln for ln in result.stdout.lines if ln.startswith("fastcollect: ")], result.stdout.str()
     assert header(pytester.runpytest_subprocess("--collect-only")) == (1200, 1200, 0)
-    result.stdout.fnmatch_lines(["*48000 tests collected*"])
+    result.stdout.fnmatch_lines(["*12000 tests collected*"])
 
 
 @pytest.mark.parametrize("case", ["conditional_defs", "marks_and_keywords", "packages", "outcomes"])
