@@ -200,3 +200,55 @@ def test_parity_with_warm_cache_after_edit_and_corruption(case: str, corpus_copy
         cmp = referee(root, [], run=True, timeout=120)
         assert cmp.ok, f"{step}:\n" + format_report(cmp)
     assert list(root.glob(".pytest_cache/d/fastcollect/discovery-v*.sqlite"))
+
+
+def test_read_only_open_uses_rows_and_never_writes(tmp_path: Path) -> None:
+    from pytest_fastcollect.cache import CacheLocation
+    from pytest_fastcollect.discovery import scan
+    from pytest_fastcollect.paths import PathRules
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i in range(3):
+        (tree / f"test_r{i}.py").write_text(f"def test_{i}(): pass\n")
+    rules = PathRules(roots=[str(tree)], python_files=["test_*.py"], norecursedirs=[".*"])
+    db = tmp_path / "d.sqlite"
+    first = scan(rules, ["test"], ["Test"], 1, CacheLocation(str(db), False, "t"))
+    assert first.cache.parsed == 3 and first.cache.wrote
+    # the writer checkpoints its WAL into the main file when it closes; a reader may create the -shm/-wal
+    # lock files SQLite needs for WAL mode, but must add no frame and change no byte of the database
+    before = (db.read_bytes(), db.stat().st_mtime_ns)
+    (tree / "test_r0.py").write_text("def test_changed(): pass\n")
+    ro = scan(rules, ["test"], ["Test"], 1, CacheLocation(str(db), True, "t"))
+    assert ro.cache.read_only and not ro.cache.wrote
+    assert ro.cache.parsed == 1 and ro.cache.trusted + ro.cache.rehashed == 2
+    assert [f.name for f in ro.modules[0].functions] == ["test_changed"]
+    assert (db.read_bytes(), db.stat().st_mtime_ns) == before
+    wal = tmp_path / "d.sqlite-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+
+
+def test_read_only_open_of_a_missing_or_corrupt_file(tmp_path: Path) -> None:
+    from pytest_fastcollect.cache import CacheLocation
+    from pytest_fastcollect.discovery import scan
+    from pytest_fastcollect.paths import PathRules
+
+    (tmp_path / "test_x.py").write_text("def test_x(): pass\n")
+    rules = PathRules(roots=[str(tmp_path / "test_x.py")], python_files=["test_*.py"], norecursedirs=[])
+    missing = scan(rules, ["test"], ["Test"], 1, CacheLocation(str(tmp_path / "none.sqlite"), True, "t"))
+    assert missing.cache.parsed == 1 and not (tmp_path / "none.sqlite").exists()
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"garbage" * 100)
+    r = scan(rules, ["test"], ["Test"], 1, CacheLocation(str(bad), True, "t"))
+    assert r.cache.parsed == 1 and r.cache.warning
+    assert bad.read_bytes() == b"garbage" * 100  # never rebuilt in read-only mode
+
+
+def test_xdist_runs_share_one_cache(project: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    for _ in range(3):
+        result = project.runpytest_subprocess("-n", "2", "-p", "no:randomly")
+        assert result.ret == 0
+        result.assert_outcomes(passed=10)
+        assert "database is locked" not in result.stdout.str() + result.stderr.str()
+    assert header(project.runpytest_subprocess("--collect-only")) == (5, 5, 0)

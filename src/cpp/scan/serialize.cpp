@@ -1,5 +1,6 @@
 #include "scan/serialize.hpp"
 
+#include <climits>
 #include <cstdint>
 
 namespace fastcollect {
@@ -60,7 +61,11 @@ class Reader {
     }
     throw DecodeError("varint too long");
   }
-  int i() { return static_cast<int>(static_cast<std::int64_t>(u()) - 1); }
+  int i() {
+    auto v = static_cast<std::int64_t>(u() - 1);  // unsigned wrap-around undoes the encoder's +1 without overflow
+    if (v < INT_MIN || v > INT_MAX) throw DecodeError("integer out of range");
+    return static_cast<int>(v);
+  }
   bool b() {
     if (pos_ >= d_.size()) throw DecodeError("truncated bool");
     char c = d_[pos_++];

@@ -25,6 +25,7 @@ namespace fastcollect {
 namespace {
 
 constexpr std::int64_t kRacyWindowNs = 1'000'000'000;  // 1 s: see the class comment
+constexpr std::int64_t kMaxScanBytes = 64LL << 20;     // Scanner::scan_file's limit
 
 struct StmtCloser {
   void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
@@ -124,8 +125,8 @@ bool DiscoveryCache::open_db(std::string& error, bool& not_a_db) {
   if (read_only_) {
     struct stat st{};
     if (::stat(path_.c_str(), &st) != 0) return false;  // no cache yet: not an error, nothing to read
-    std::string uri = "file:" + path_ + "?mode=ro";
-    rc = sqlite3_open_v2(uri.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, nullptr);
+    // A plain name, not a "file:...?mode=ro" URI: '#', '?' and '%' in the path would be URI syntax.
+    rc = sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
   } else {
     rc = sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                          nullptr);
@@ -181,8 +182,9 @@ bool DiscoveryCache::open_db(std::string& error, bool& not_a_db) {
   static_assert(kSchemaVersion == 1, "update the DDL's user_version");
   rc = sqlite3_exec(db.get(), ddl, nullptr, nullptr, nullptr);
   if (rc != SQLITE_OK) {
+    bool failed = fail(rc);  // before ROLLBACK replaces the error message
     sqlite3_exec(db.get(), "ROLLBACK", nullptr, nullptr, nullptr);
-    return fail(rc);
+    return failed;
   }
   db_ = std::move(db);
   return true;
@@ -296,7 +298,7 @@ std::vector<ModuleInfo> DiscoveryCache::scan(const std::vector<std::string>& pat
         fstat[i] = fs;
         auto it = rows.find(path);
         const Row* row = (it != rows.end() && it->second.key == key) ? &it->second : nullptr;
-        if (!fs.ok) {  // unreadable: recorded per file, never cached
+        if (!fs.ok || fs.size > kMaxScanBytes) {  // unreadable or too large: recorded per file, never cached
           out[i] = scanner.scan_file(path);
           how[i] = 3;
           continue;
