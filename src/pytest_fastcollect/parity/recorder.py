@@ -73,5 +73,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             "files_scanned": len(report.files) if report is not None else None,
             "failure": getattr(state, "failure", None),
         }
+        stats = getattr(report, "cache", None) if report is not None else None
+        if stats is not None:
+            _data["fastcollect"]["cache"] = {
+                "trusted": stats.trusted, "rehashed": stats.rehashed, "parsed": stats.parsed,
+                "warning": stats.warning,
+            }
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(_data, fh)

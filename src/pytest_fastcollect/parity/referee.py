@@ -166,7 +166,13 @@ def format_report(cmp: Comparison) -> str:
         )
     fc = (cmp.plugin.record or {}).get("fastcollect")
     if fc:
-        lines.append(f"plugin: files scanned {fc.get('files_scanned')}")
+        cache = fc.get("cache")
+        where = "no cache"
+        if cache:
+            where = f"cache: {cache['trusted'] + cache['rehashed']} from cache, {cache['parsed']} parsed"
+            if cache.get("warning"):
+                where += f"; {cache['warning']}"
+        lines.append(f"plugin: files scanned {fc.get('files_scanned')} ({where})")
     if cmp.ok:
         lines.append("parity: 0 differences")
     else:
