@@ -7,6 +7,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -40,7 +41,7 @@ struct FileStat {
 
 FileStat stat_file(const std::string& path) {
   FileStat fs;
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     fs.err = errno;
     return fs;
@@ -83,6 +84,22 @@ bool is_busy(int rc) {
   return primary == SQLITE_BUSY || primary == SQLITE_LOCKED;
 }
 
+// Percent-encodes everything but unreserved characters and '/', for a SQLite "file:" URI.
+std::string uri_escape(const std::string& path) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : path) {
+    if (std::isalnum(c) || c == '/' || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 15]);
+    }
+  }
+  return out;
+}
+
 // What each file needs after the parallel pass.
 enum class Action { None, Refresh, Write };
 
@@ -105,6 +122,13 @@ DiscoveryCache::DiscoveryCache(std::string path, bool read_only, int busy_timeou
   bool not_a_db = false;
   if (open_db(error, not_a_db)) return;
   if (read_only_) {
+    // In a folder we may not write, SQLite cannot create the -shm file a WAL reader needs: read the file as
+    // immutable instead (safe: in read-only mode nobody is expected to write it during the run).
+    if (!error.empty() && !not_a_db) {
+      immutable_ = true;
+      std::string error2;
+      if (open_db(error2, not_a_db)) return;
+    }
     if (!error.empty()) open_warning_ = "fastcollect cache unusable (read-only, not rebuilt): " + error;
     return;
   }
@@ -123,13 +147,18 @@ bool DiscoveryCache::open_db(std::string& error, bool& not_a_db) {
   sqlite3* raw = nullptr;
   int rc;
   if (read_only_) {
-    struct stat st{};
+    struct stat st {};
     if (::stat(path_.c_str(), &st) != 0) return false;  // no cache yet: not an error, nothing to read
-    // A plain name, not a "file:...?mode=ro" URI: '#', '?' and '%' in the path would be URI syntax.
-    rc = sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (immutable_) {
+      std::string uri = "file:" + uri_escape(path_) + "?immutable=1";
+      rc = sqlite3_open_v2(uri.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, nullptr);
+    } else {
+      // A plain name, not a "file:...?mode=ro" URI: '#', '?' and '%' in the path would be URI syntax.
+      rc = sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+    }
   } else {
-    rc = sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                         nullptr);
+    rc =
+        sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   }
   std::unique_ptr<sqlite3, Closer> db(raw);
   if (rc != SQLITE_OK) {
@@ -353,14 +382,19 @@ std::vector<ModuleInfo> DiscoveryCache::scan(const std::vector<std::string>& pat
     if (h == 3) ++stats.parsed;
   }
 
-  // 3. Rows of vanished files: only looked for when the table holds paths this scan did not ask for.
+  // 3. Rows of vanished files: asked-for paths whose stat said ENOENT, and rows of paths this scan did not
+  // ask for (stat'ed only then).
   std::vector<std::string> vanished;
-  if (db_ && rows.size() > 0) {
+  if (db_ && !rows.empty()) {
     std::unordered_set<std::string> asked(paths.begin(), paths.end());
-    for (const auto& [p, r] : rows) {
-      if (asked.count(p)) continue;
-      struct stat st{};
-      if (::stat(p.c_str(), &st) != 0 && errno == ENOENT) vanished.push_back(p);
+    for (std::size_t i = 0; i < paths.size(); ++i)
+      if (!fstat[i].ok && fstat[i].err == ENOENT && rows.count(paths[i])) vanished.push_back(paths[i]);
+    if (rows.size() > asked.size() - vanished.size()) {
+      for (const auto& [p, r] : rows) {
+        if (asked.count(p)) continue;
+        struct stat st {};
+        if (::stat(p.c_str(), &st) != 0 && errno == ENOENT) vanished.push_back(p);
+      }
     }
   }
 

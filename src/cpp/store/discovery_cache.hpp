@@ -76,6 +76,7 @@ class DiscoveryCache {
 
   std::string path_;
   bool read_only_;
+  bool immutable_ = false;  // read-only fallback for folders where SQLite cannot create the -shm file
   int busy_timeout_ms_;
   std::unique_ptr<sqlite3, Closer> db_;
   std::string open_warning_;
