@@ -22,7 +22,7 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 
 def test_header_reports_scan(project: pytest.Pytester) -> None:
     result = project.runpytest_subprocess("--collect-only")
-    result.stdout.re_match_lines([rf"fastcollect {__version__}: scanned 3 files, 4 test definitions, in [0-9.]+ ms .*"])
+    result.stdout.re_match_lines([rf"fastcollect {__version__}: scanned 3 files \(0 from cache, 3 parsed\), 4 test definitions, in [0-9.]+ ms .*"])
     assert result.ret == 0
 
 
@@ -46,7 +46,7 @@ def test_disabled_with_p_no(project: pytest.Pytester) -> None:
 
 def test_only_argument_paths_are_walked(project: pytest.Pytester) -> None:
     result = project.runpytest_subprocess("--collect-only", "sub")
-    result.stdout.fnmatch_lines(["fastcollect*: scanned 1 files, 1 test definitions*"])
+    result.stdout.fnmatch_lines(["fastcollect*: scanned 1 files (*), 1 test definitions*"])
 
 
 def test_core_failure_is_one_line_and_run_goes_on(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,7 +70,7 @@ def test_ignore_and_norecursedirs_follow_pytest(pytester: pytest.Pytester) -> No
     pytester.mkdir("build").joinpath("test_y.py").write_text("def test_y(): pass\n")  # not skipped: ini replaces
     pytester.mkdir("other").joinpath("test_z.py").write_text("def test_z(): pass\n")
     result = pytester.runpytest_subprocess("--collect-only", "--ignore=other")
-    result.stdout.fnmatch_lines(["fastcollect*: scanned 1 files, 1 test definitions*", "*test_y*"])
+    result.stdout.fnmatch_lines(["fastcollect*: scanned 1 files (*), 1 test definitions*", "*test_y*"])
     result.stdout.no_fnmatch_line("*test_x*")
 
 
@@ -78,7 +78,7 @@ def test_pyargs_resolves_module_paths(pytester: pytest.Pytester) -> None:
     pkg = pytester.mkpydir("mypkg")
     pkg.joinpath("test_mod.py").write_text("def test_m(): pass\n")
     result = pytester.runpytest_subprocess("--collect-only", "--pyargs", "mypkg", "-p", "no:cacheprovider")
-    result.stdout.fnmatch_lines(["fastcollect*: scanned 1 files, 1 test definitions*", "*test_m*"])
+    result.stdout.fnmatch_lines(["fastcollect*: scanned 1 files (*), 1 test definitions*", "*test_m*"])
 
 
 def test_xdist_worker_does_not_scan(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:

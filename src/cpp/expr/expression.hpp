@@ -113,10 +113,10 @@ class KwValue {
 
   Kind kind() const { return kind_; }
   bool is_none() const { return kind_ == Kind::kNone; }
-  bool as_bool() const { return bool_; }                           // kBool only
-  const std::string& as_str() const { return text_; }              // kStr only
-  const std::string& int_decimal() const { return text_; }         // kInt only
-  std::optional<std::int64_t> as_int64() const;                    // kInt that fits, else nullopt
+  bool as_bool() const { return bool_; }                    // kBool only
+  const std::string& as_str() const { return text_; }       // kStr only
+  const std::string& int_decimal() const { return text_; }  // kInt only
+  std::optional<std::int64_t> as_int64() const;             // kInt that fits, else nullopt
   std::string repr() const;
 
   /// Same kind and same payload. Python's == also has True == 1 and False == 0: see python_equal.
@@ -172,8 +172,8 @@ class Expression {
   enum class NodeKind : std::uint8_t { kIdent, kNot, kAnd, kOr };
   struct Node {
     NodeKind kind;
-    std::uint32_t a;  // kIdent: byte offset of the ident in source_; kNot: operand; kAnd/kOr: first child
-    std::uint32_t b;  // kIdent: byte length; kAnd/kOr: child count (>= 2) in children_
+    std::uint32_t a;      // kIdent: byte offset of the ident in source_; kNot: operand; kAnd/kOr: first child
+    std::uint32_t b;      // kIdent: byte length; kAnd/kOr: child count (>= 2) in children_
     std::int32_t kwargs;  // kIdent: index into kwargs_ or -1 for a bare ident
   };
 
@@ -182,9 +182,9 @@ class Expression {
   void dump_node(std::uint32_t index, std::string& out) const;
 
   std::string source_;
-  std::vector<Node> nodes_;                // children precede parents; the root is nodes_.back()
-  std::vector<std::uint32_t> children_;    // operands of kAnd/kOr nodes, contiguous per node
-  std::vector<Kwargs> kwargs_;             // argument lists of `name(...)` idents
+  std::vector<Node> nodes_;              // children precede parents; the root is nodes_.back()
+  std::vector<std::uint32_t> children_;  // operands of kAnd/kOr nodes, contiguous per node
+  std::vector<Kwargs> kwargs_;           // argument lists of `name(...)` idents
 };
 
 /// pytest's KeywordMatcher rule for one `-k` ident: true if `ident.lower()` is a substring of
