@@ -88,26 +88,24 @@ def click() -> Suite:
     return Suite("click", str(python), str(src), ["-W", "ignore::DeprecationWarning", "-p", "no:cacheprovider"])
 
 
-def sympy() -> Suite:
-    """sympy's installed test tree, `--pyargs sympy`; the wheel has no ini, so slow tests are deselected by hand."""
-    python = _venv("sympy")
-    if not _ready(python, "sympy"):
-        _pip(python, PYTEST, *PINS["sympy"])
-        _mark_ready(python, "sympy")
+def _installed(name: str, args: list[str]) -> Suite:
+    """A suite run from the installed package (`--pyargs name`) in an empty folder beside its venv."""
+    python = _venv(name)
+    if not _ready(python, name):
+        _pip(python, PYTEST, *PINS[name])
+        _mark_ready(python, name)
     _install_plugin(python)
-    return Suite("sympy", str(python), str(BASE / "sympy"),
-                 ["--pyargs", "sympy", "-m", "not slow and not tooslow", "-p", "no:cacheprovider"])
+    return Suite(name, str(python), str(BASE / name), ["--pyargs", name, *args, "-p", "no:cacheprovider"])
+
+
+def sympy() -> Suite:
+    """sympy's installed test tree; the wheel has no ini, so slow tests are deselected by hand."""
+    return _installed("sympy", ["-m", "not slow and not tooslow"])
 
 
 def pandas() -> Suite:
-    """pandas' installed test tree, `--pyargs pandas`."""
-    python = _venv("pandas")
-    if not _ready(python, "pandas"):
-        _pip(python, PYTEST, *PINS["pandas"])
-        _mark_ready(python, "pandas")
-    _install_plugin(python)
-    return Suite("pandas", str(python), str(BASE / "pandas"),
-                 ["--pyargs", "pandas", "--no-strict-data-files", "-p", "no:cacheprovider"])
+    """pandas' installed test tree, with the option its own wheel test runner adds."""
+    return _installed("pandas", ["--no-strict-data-files"])
 
 
 SUITES = {"click": click, "sympy": sympy, "pandas": pandas}
