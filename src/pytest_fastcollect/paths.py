@@ -6,6 +6,7 @@ _pytest/python.py (python_files), _pytest/pathlib.py (absolutepath).
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import os
 from dataclasses import dataclass, field
@@ -28,16 +29,27 @@ class PathRules:
 
 
 def _module_path(name: str) -> str | None:
-    """pytest's search_pypath: a module name to its file, or its package folder. None if not found."""
+    """pytest's search_pypath (a module name to its file, or its package folder), without importing
+    anything: pytest resolves --pyargs later, after conftests and configure, and importing a package earlier
+    than pytest would could change what the run reports. Only the top-level name goes through the import
+    system's finders (which do not import it); submodules are looked up with PathFinder in the parent's
+    search locations. None when not found that way (the caller then skips that root)."""
+    parts = name.split(".")
+    if not all(p.isidentifier() for p in parts):
+        return None
     try:
-        spec = importlib.util.find_spec(name)
+        spec = importlib.util.find_spec(parts[0])
+        for part in parts[1:]:
+            if spec is None or not spec.submodule_search_locations:
+                return None
+            spec = importlib.machinery.PathFinder.find_spec(part, list(spec.submodule_search_locations))
     except (ImportError, ValueError, AttributeError):
         return None
-    if spec is None or spec.origin is None or spec.origin in ("namespace", "built-in", "frozen"):
-        if spec is not None and spec.submodule_search_locations:
-            locations = list(spec.submodule_search_locations)
-            return locations[0] if locations else None
+    if spec is None:
         return None
+    if spec.origin in (None, "namespace", "built-in", "frozen"):
+        locations = list(spec.submodule_search_locations or [])
+        return locations[0] if locations else None
     if spec.submodule_search_locations:
         return os.path.dirname(spec.origin)
     return spec.origin

@@ -47,7 +47,8 @@ def _is_xdist_worker() -> bool:
 
 
 def _start(config: pytest.Config, args: list[str], options: Any) -> None:
-    state = State(enabled=is_enabled(config, options) and not _is_xdist_worker())
+    informational = bool(getattr(options, "help", False) or getattr(options, "version", False))
+    state = State(enabled=is_enabled(config, options) and not _is_xdist_worker() and not informational)
     config.stash[STATE] = state
     if not state.enabled:
         return

@@ -85,3 +85,25 @@ def test_xdist_worker_does_not_scan(project: pytest.Pytester, monkeypatch: pytes
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
     result = project.runpytest_subprocess("--collect-only")
     result.stdout.no_fnmatch_line("fastcollect*scanned*")
+
+
+def test_pyargs_dotted_name_imports_nothing_before_pytest_does(pytester: pytest.Pytester) -> None:
+    # the package may only be imported after the conftest ran, as plain pytest does it
+    pytester.makeconftest("import os\nos.environ['FC_CONFTEST_LOADED'] = '1'\n")
+    pkg = pytester.mkpydir("mypkg")
+    pkg.joinpath("__init__.py").write_text("import os\nassert os.environ.get('FC_CONFTEST_LOADED'), 'too early'\n")
+    sub = pkg / "sub"
+    sub.mkdir()
+    sub.joinpath("__init__.py").write_text("")
+    sub.joinpath("test_deep.py").write_text("def test_deep(): pass\n")
+    result = pytester.runpytest_subprocess("--collect-only", "--pyargs", "mypkg.sub")
+    result.stdout.fnmatch_lines(["fastcollect*: scanned 1 files (*), 1 test definitions*", "*test_deep*"])
+    assert result.ret == 0
+
+
+def test_help_and_version_do_not_scan(project: pytest.Pytester) -> None:
+    assert project.runpytest_subprocess("--help").ret == 0
+    assert project.runpytest_subprocess("--version").ret == 0
+    assert not (project.path / ".pytest_cache" / "d" / "fastcollect").exists()
+    project.runpytest_subprocess("--collect-only")
+    assert (project.path / ".pytest_cache" / "d" / "fastcollect").exists()

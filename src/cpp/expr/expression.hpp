@@ -58,6 +58,8 @@
 //     ~500-990 `not`, ~1000-term and/or chains). We accept and/or chains of any length (kept n-ary)
 //     and up to kMaxNesting nested `(` / `not`; one more fails with `expression is nested too deeply`
 //     at the column of that token.
+//   * `m(self=1)` compiles in pytest, but its evaluate() raises TypeError (MatcherNameAdapter.__call__
+//     has a `self` parameter); we pass `self` to the matcher like any other name.
 //
 // Input is UTF-8. Columns count code points, like Python's str indices. A byte that is not part of a
 // valid UTF-8 sequence counts as one code point (as Python's surrogateescape decoding of argv does)
@@ -98,7 +100,8 @@ struct ExprError {
 ///   None           -> kNone
 /// repr() / operator<< print it like Python's repr(): 'x' (or "it's" when the text holds a ' but no "),
 /// with \t \n \r and other ASCII control characters escaped; non-ASCII text is copied verbatim (Python
-/// would escape the non-printable ones, e.g. U+00A0 as \xa0). Ints print as their decimal text,
+/// would escape the non-printable ones, e.g. U+00A0 as \xa0) except invalid UTF-8 bytes, shown as
+/// Python shows their surrogateescape code points (\udcff). Ints print as their decimal text,
 /// booleans as True/False, None as None.
 class KwValue {
  public:
