@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "expr/expression.hpp"
 #include "scan/scanner.hpp"
 #include "store/discovery_cache.hpp"
 #include "walk/fnmatch.hpp"
@@ -165,6 +166,58 @@ writes (mode=ro) and treats an unusable file as no cache. See store/discovery_ca
           },
           py::arg("path"), "Delete the database and its -wal/-shm files (missing is fine). Raises RuntimeError.");
   m.attr("CACHE_SCHEMA_VERSION") = DiscoveryCache::kSchemaVersion;
+
+  py::class_<Expression>(m, "Expression", R"doc(A compiled -k/-m match expression (pytest's grammar,
+_pytest/mark/expression.py), evaluated with three values.)doc")
+      .def_property_readonly("source", &Expression::source)
+      .def("dump", &Expression::dump, "The parse tree as text (for tests and debugging).")
+      .def(
+          "evaluate",
+          [](const Expression& self, const py::function& matcher) -> py::object {
+            Tri t = self.evaluate([&matcher](std::string_view ident, const Kwargs& kwargs) {
+              py::dict kw;
+              for (const auto& [k, v] : kwargs) {
+                switch (v.kind()) {
+                  case KwValue::Kind::kNone:
+                    kw[py::str(k)] = py::none();
+                    break;
+                  case KwValue::Kind::kBool:
+                    kw[py::str(k)] = py::bool_(v.as_bool());
+                    break;
+                  case KwValue::Kind::kInt:
+                    kw[py::str(k)] = py::int_(py::str(v.int_decimal()));
+                    break;
+                  case KwValue::Kind::kStr:
+                    kw[py::str(k)] = py::str(v.as_str());
+                    break;
+                }
+              }
+              py::object r = matcher(py::str(std::string(ident)), kw);
+              if (r.is_none()) return Tri::Unknown;
+              return r.cast<bool>() ? Tri::True : Tri::False;
+            });
+            if (t == Tri::Unknown) return py::none();
+            return py::bool_(t == Tri::True);
+          },
+          py::arg("matcher"),
+          "matcher(ident: str, kwargs: dict) -> True | False | None (unknown). Returns True, False or None "
+          "(Kleene logic: unknown only where the known values do not decide).");
+
+  m.def(
+      "compile_expression",
+      [](const std::string& text, bool backslash_anywhere) -> py::tuple {
+        ExprError error;
+        auto expr = Expression::compile(text, error, ExprDialect{backslash_anywhere});
+        if (!expr) return py::make_tuple(py::none(), error.column, error.message);
+        return py::make_tuple(std::move(*expr), 0, std::string());
+      },
+      py::arg("text"), py::arg("backslash_anywhere") = true,
+      "Compile a -k/-m expression. Returns (Expression, 0, '') or (None, column, message) with pytest's "
+      "1-based column and message for a malformed expression. backslash_anywhere: the installed pytest's "
+      "dialect (see expr.dialect_for_installed_pytest()).");
+  m.def("keyword_matches", &keyword_matches, py::arg("ident"), py::arg("names"),
+        "pytest's -k rule for one ident (_pytest/mark/__init__.py KeywordMatcher): case-insensitive "
+        "substring of any name.");
 
   m.def("fnmatch_ex", &fnmatch_ex, py::arg("pattern"), py::arg("path"),
         "pytest's fnmatch_ex (_pytest/pathlib.py) on '/'-separated paths.");

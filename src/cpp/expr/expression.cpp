@@ -796,7 +796,9 @@ constexpr int kMaxIntDigits = 4300;  // CPython's default sys.get_int_max_str_di
 
 class ExprParser {
  public:
-  ExprParser(std::string_view input, Expression& out) : in_(input), out_(out) { current_ = lex(); }
+  ExprParser(std::string_view input, Expression& out, ExprDialect dialect) : in_(input), out_(out), dialect_(dialect) {
+    current_ = lex();
+  }
 
   void parse() {
     // expression: expr? EOF
@@ -836,8 +838,9 @@ class ExprParser {
       if (close == std::string_view::npos) {
         throw Failure{t.column, std::string("closing quote \"") + c + "\" is missing"};
       }
-      // pytest searches the whole input, not the literal.
-      const std::size_t backslash = in_.find('\\');
+      // pytest <= 9.0 searches the whole input; later versions only the literal (ExprDialect).
+      const std::size_t backslash =
+          dialect_.backslash_anywhere ? in_.find('\\') : in_.substr(0, close + 1).find('\\', pos_);
       if (backslash != std::string_view::npos) {
         throw Failure{count_code_points(in_.substr(0, backslash)) + 1,
                       "escaping with \"\\\" not supported in marker expression"};
@@ -1019,6 +1022,7 @@ class ExprParser {
 
   std::string_view in_;
   Expression& out_;
+  ExprDialect dialect_;
   std::size_t pos_ = 0;     // byte offset of the next unread character
   std::size_t cp_pos_ = 0;  // its code point index
   Token current_;
@@ -1028,11 +1032,11 @@ class ExprParser {
 // ---------------------------------------------------------------------------------------------------
 // Expression
 
-std::optional<Expression> Expression::compile(std::string_view input, ExprError& error) {
+std::optional<Expression> Expression::compile(std::string_view input, ExprError& error, ExprDialect dialect) {
   Expression e;
   e.source_.assign(input.data(), input.size());
   try {
-    ExprParser parser(e.source_, e);
+    ExprParser parser(e.source_, e, dialect);
     parser.parse();
   } catch (const Failure& f) {
     constexpr std::size_t kMaxColumn = static_cast<std::size_t>(std::numeric_limits<int>::max());

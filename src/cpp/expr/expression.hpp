@@ -146,6 +146,13 @@ using Kwargs = std::vector<std::pair<std::string, KwValue>>;
 /// `m()` is a syntax error anyway). `ident` is the token text verbatim (UTF-8).
 using ExprMatcher = std::function<Tri(std::string_view ident, const Kwargs& kwargs)>;
 
+/// Behaviours that differ between pytest releases, chosen by the caller for the installed pytest.
+struct ExprDialect {
+  /// A string literal fails if a backslash appears anywhere in the input (pytest <= 9.0: Scanner.lex
+  /// searches `input`); when false, only backslashes inside the literal fail (pytest >= 9.1 searches `value`).
+  bool backslash_anywhere = true;
+};
+
 class Expression {
  public:
   /// Deepest accepted nesting of `(` and `not` (see Deviations above).
@@ -155,7 +162,7 @@ class Expression {
   /// must first strip leading whitespace as pytest does (`config.option.keyword.lstrip()`, Python's
   /// Unicode whitespace) and treat an empty result as "no filter"; `-m` skips filtering only for the
   /// exact empty string (`-m " "` compiles to an always-False expression and deselects everything).
-  static std::optional<Expression> compile(std::string_view input, ExprError& error);
+  static std::optional<Expression> compile(std::string_view input, ExprError& error, ExprDialect dialect = {});
 
   /// Kleene logic: not U = U; F and U = F; T and U = U; T or U = T; F or U = U. `and` stops at the first
   /// False operand and `or` at the first True one (pytest's short-circuit; the matcher is not called for
