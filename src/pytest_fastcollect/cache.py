@@ -4,7 +4,8 @@ One SQLite file per rootdir: `<pytest cache_dir>/d/fastcollect/discovery-v<schem
 pytest's own Cache.mkdir does, so `.pytest_cache` keeps its .gitignore and CACHEDIR.TAG). When the cache
 provider is disabled (`-p no:cacheprovider`), `--cache-clear` is given, or that folder cannot be written, a
 per-user folder is used: `$XDG_CACHE_HOME/pytest-fastcollect/<sha1 of rootdir>/` (default ~/.cache).
-An existing database in a read-only checkout is opened read-only (`mode=ro`).
+An existing database in a read-only checkout is opened read-only (SQLITE_OPEN_READONLY, falling back to
+an `immutable=1` open when SQLite cannot create the WAL index file there).
 """
 
 from __future__ import annotations

@@ -106,14 +106,17 @@ class ScanJob:
         self._args = (rules, python_functions, python_classes, threads, cache)
         self._report: ScanReport | None = None
         self._failure: str | None = None
-        self._thread = threading.Thread(target=self._run, name="fastcollect-scan", daemon=True)
+        # Not a daemon thread: the interpreter joins it before it finalizes, so a run that ends before
+        # pytest_unconfigure (usage error, pytest.exit in a conftest) never tears down a scan mid-flight.
+        self._thread = threading.Thread(target=self._run, name="fastcollect-scan", daemon=False)
         self._thread.start()
 
     def _run(self) -> None:
         try:
             self._report = scan(*self._args)
         except Exception as exc:  # noqa: BLE001 - reported as one line by the plugin
-            self._failure = f"{type(exc).__name__}: {exc}"
+            text = str(exc).strip().splitlines()
+            self._failure = f"{type(exc).__name__}: {text[0] if text else ''}"
 
     def done(self) -> bool:
         return not self._thread.is_alive()

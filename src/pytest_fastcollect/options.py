@@ -12,6 +12,13 @@ import pytest
 GROUP = "fastcollect"
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be >= 0, got {value}")
+    return value
+
+
 def add_options(parser: pytest.Parser) -> None:
     """Register the plugin's flags and ini keys (called from pytest_addoption)."""
     group = parser.getgroup(GROUP, "fast collection (pytest-fastcollect)")
@@ -25,7 +32,7 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--fastcollect-threads",
-        type=int,
+        type=_non_negative_int,
         default=0,
         metavar="N",
         help="Scanner threads (default 0: one per core but one, which pytest keeps).",

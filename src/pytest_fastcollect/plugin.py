@@ -38,6 +38,12 @@ class State:
 STATE = pytest.StashKey[State]()
 
 
+def one_line(exc: BaseException) -> str:
+    """`Type: first line of the message`, for the single header line a failure gets."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
@@ -61,10 +67,11 @@ def _start(config: pytest.Config, args: list[str], options: Any) -> None:
             error = cache.clear(location)  # before anything is loaded from it
             if error:
                 state.notes.append(f"cache not cleared: {error}")
-        threads = int(getattr(options, "fastcollect_threads", 0) or 0)
+        threads = max(0, int(getattr(options, "fastcollect_threads", 0) or 0))
         state.job = start_scan(config, args, options, threads=threads, cache=location)
+        config.add_cleanup(state.finish)
     except Exception as exc:  # noqa: BLE001 - the core must never break a run
-        state.failure = f"{type(exc).__name__}: {exc}"
+        state.failure = one_line(exc)
 
 
 @pytest.hookimpl(tryfirst=True)

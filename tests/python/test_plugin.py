@@ -107,3 +107,33 @@ def test_help_and_version_do_not_scan(project: pytest.Pytester) -> None:
     assert not (project.path / ".pytest_cache" / "d" / "fastcollect").exists()
     project.runpytest_subprocess("--collect-only")
     assert (project.path / ".pytest_cache" / "d" / "fastcollect").exists()
+
+
+@pytest.fixture
+def big_project(pytester: pytest.Pytester) -> pytest.Pytester:
+    # enough files that the background scan is still running when pytest gives up early
+    for d in range(15):
+        folder = pytester.mkdir(f"pkg{d}")
+        for i in range(100):
+            folder.joinpath(f"test_p{d}_{i}.py").write_text("".join(f"def test_{j}(): pass\n" for j in range(20)))
+    return pytester
+
+
+@pytest.mark.parametrize(
+    "conftest, args, expected",
+    [
+        ("", ["--no-such-option"], 4),
+        ("import pytest\npytest.exit('bye', returncode=3)\n", [], 4),  # pytest reports it as a conftest error
+        ("raise ImportError('broken conftest')\n", [], 4),
+    ],
+    ids=["usage-error", "pytest-exit-in-conftest", "conftest-import-error"],
+)
+def test_early_exit_keeps_pytests_exit_code(big_project: pytest.Pytester, conftest: str, args: list[str],
+                                            expected: int) -> None:
+    if conftest:
+        big_project.makeconftest(conftest)
+    for _ in range(3):
+        plain = big_project.runpytest_subprocess("-p", "no:fastcollect", "--fastcollect-cache-clear", *args)
+        ours = big_project.runpytest_subprocess("--fastcollect-cache-clear", *args)
+        assert ours.ret == plain.ret == expected, ours.stderr.str()
+        assert "terminate called" not in ours.stderr.str()

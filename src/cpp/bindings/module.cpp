@@ -214,7 +214,7 @@ _pytest/mark/expression.py), evaluated with three values.)doc")
       py::arg("text"), py::arg("backslash_anywhere") = true,
       "Compile a -k/-m expression. Returns (Expression, 0, '') or (None, column, message) with pytest's "
       "1-based column and message for a malformed expression. backslash_anywhere: the installed pytest's "
-      "dialect (see expr.dialect_for_installed_pytest()).");
+      "dialect (pytest_fastcollect.expr.backslash_anywhere() probes it).");
   m.def("keyword_matches", &keyword_matches, py::arg("ident"), py::arg("names"),
         "pytest's -k rule for one ident (_pytest/mark/__init__.py KeywordMatcher): case-insensitive "
         "substring of any name.");

@@ -34,11 +34,18 @@ void run_workers(std::size_t n, unsigned threads, Worker&& worker) {
     worker(0U, next);
     return;
   }
-  std::vector<std::thread> pool;
-  pool.reserve(threads - 1);
-  for (unsigned t = 1; t < threads; ++t) pool.emplace_back([&worker, &next, t] { worker(t, next); });
+  // Joins on every exit path, including a forced unwind of the calling thread (e.g. an interpreter that
+  // ends a daemon thread at shutdown): a joinable std::thread destroyed unjoined would call std::terminate.
+  struct Joiner {
+    std::vector<std::thread> pool;
+    ~Joiner() {
+      for (auto& th : pool)
+        if (th.joinable()) th.join();
+    }
+  } joiner;
+  joiner.pool.reserve(threads - 1);
+  for (unsigned t = 1; t < threads; ++t) joiner.pool.emplace_back([&worker, &next, t] { worker(t, next); });
   worker(0U, next);
-  for (auto& th : pool) th.join();
 }
 
 }  // namespace fastcollect
