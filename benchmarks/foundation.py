@@ -93,6 +93,24 @@ def overhead(suite: suites.Suite, runs: int, cold: bool) -> dict:
     }
 
 
+def instructions(suite: suites.Suite) -> dict:
+    """Instructions executed (valgrind callgrind, deterministic with PYTHONHASHSEED=0) by one
+    `--collect-only -q` per side, cold pyc; both sides run at once, one per core. Wall clocks on a shared
+    2-core VM vary by 10-30% between runs; instruction counts do not."""
+    env = dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
+    base = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", suite.python, "-m", "pytest",
+            "--collect-only", "-q", *suite.args]
+    sides = {"plain": ["-p", "no:fastcollect"], "plugin loaded, off": ["--no-fastcollect"], "plugin": []}
+    procs = {name: subprocess.Popen(base + extra, cwd=suite.cwd, env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True) for name, extra in sides.items()}
+    out = {}
+    for name, proc in procs.items():
+        _, err = proc.communicate()
+        m = re.search(r"Collected : (\d+)", err)
+        out[name] = int(m.group(1)) if m else None
+    return out
+
+
 def fmt(ts: list[float]) -> str:
     return f"median {statistics.median(ts):.3f} s (min {min(ts):.3f}, max {max(ts):.3f})"
 
@@ -102,6 +120,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--suites", default="sympy,pandas")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--instructions", action="store_true", help="also count instructions with callgrind (~5 min)")
     ns = ap.parse_args()
     results: dict = {"machine": {"cores": os.cpu_count(), "python": platform.python_version()}, "scan": [], "overhead": []}
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}")
@@ -125,6 +144,12 @@ def main() -> int:
               f"ratio plugin/plain {o['ratio_median']:.3f} ({(o['ratio_median'] - 1) * 100:+.1f}%)")
         for side, c in o["counts"]:
             print(f"    {side}: {c}")
+    if ns.instructions:
+        counts = instructions(click)
+        results["instructions"] = counts
+        print("\n== instructions (callgrind, cold pyc, PYTHONHASHSEED=0), one `--collect-only -q` of click")
+        for name, n in counts.items():
+            print(f"{name:20} {n:>16,} ({(n / counts['plain'] - 1) * 100:+.2f}% vs plain)")
     if ns.json:
         ns.json.write_text(json.dumps(results, indent=2))
     return 0
