@@ -56,7 +56,9 @@ def _venv(name: str) -> Path:
 
 
 def _install_plugin(python: Path) -> None:
-    wheels = sorted(glob.glob(str(REPO / "build" / "wheels" / "pytest_fastcollect-*.whl")))
+    tag = subprocess.run([str(python), "-c", "import sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]}')"],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    wheels = sorted(glob.glob(str(REPO / "build" / "wheels" / tag / "pytest_fastcollect-*.whl")))
     if not wheels:
         raise SystemExit("no wheel in build/wheels: run scripts/bootstrap.sh first")
     _pip(python, "--force-reinstall", "--no-deps", wheels[-1])

@@ -29,8 +29,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade "pip==26.3" 2>&1 | grep -v "^WARNING: Location" || true
 
-# Build the wheel once per source state, reuse it for every venv.
-wheel_dir="$here/build/wheels"
+# Build the wheel once per source state and Python version, reuse it for every venv of that version.
+pytag=$("$venv/bin/python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+wheel_dir="$here/build/wheels/$pytag"
 stamp=$(cd "$here" && { git ls-files -s src CMakeLists.txt cmake pyproject.toml 2>/dev/null; git diff HEAD -- src CMakeLists.txt cmake pyproject.toml 2>/dev/null; } | sha1sum | cut -c1-12)
 if [ ! -f "$wheel_dir/.stamp-$stamp" ]; then
   rm -rf "$wheel_dir" && mkdir -p "$wheel_dir"
