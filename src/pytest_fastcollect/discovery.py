@@ -16,6 +16,7 @@ import pytest
 
 from . import _core
 from .cache import CacheLocation
+from .errors import one_line
 from .paths import PathRules, path_rules
 
 
@@ -115,8 +116,7 @@ class ScanJob:
         try:
             self._report = scan(*self._args)
         except Exception as exc:  # noqa: BLE001 - reported as one line by the plugin
-            text = str(exc).strip().splitlines()
-            self._failure = f"{type(exc).__name__}: {text[0] if text else ''}"
+            self._failure = one_line(exc)
 
     def done(self) -> bool:
         return not self._thread.is_alive()

@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include "expr/expression.hpp"
+#include "graph/import_graph.hpp"
 #include "scan/scanner.hpp"
 #include "store/discovery_cache.hpp"
 #include "walk/fnmatch.hpp"
@@ -218,6 +219,38 @@ _pytest/mark/expression.py), evaluated with three values.)doc")
   m.def("keyword_matches", &keyword_matches, py::arg("ident"), py::arg("names"),
         "pytest's -k rule for one ident (_pytest/mark/__init__.py KeywordMatcher): case-insensitive "
         "substring of any name.");
+
+  py::class_<ImportGraph>(m, "ImportGraph",
+                          "Import graph over project files (see graph/import_graph.hpp for the semantics).")
+      .def(py::init([](const std::vector<std::string>& paths, const py::list& modules,
+                       const std::vector<std::string>& roots) {
+             if (paths.size() != modules.size())
+               throw py::value_error("ImportGraph: paths and modules differ in length");
+             std::vector<std::vector<ImportInfo>> imports;
+             imports.reserve(modules.size());
+             for (const auto& h : modules) imports.push_back(h.cast<const ModuleInfo&>().imports);
+             py::gil_scoped_release release;
+             return ImportGraph(paths, imports, roots);
+           }),
+           py::arg("paths"), py::arg("modules"), py::arg("roots"),
+           "paths: list[str] (absolute), modules: list[ModuleInfo] (same order), roots: import roots in "
+           "sys.path priority order. The graph is built with the GIL released.")
+      .def("dependencies", &ImportGraph::dependencies, py::arg("path"), "Direct project imports of path, sorted.")
+      .def("dependents", &ImportGraph::dependents, py::arg("path"), "Files importing path directly, sorted.")
+      .def("reverse_closure", &ImportGraph::reverse_closure, py::arg("paths"), py::call_guard<py::gil_scoped_release>(),
+           "All files that import any of paths transitively, plus paths themselves; sorted.")
+      .def(
+          "module_name",
+          [](const ImportGraph& g, const std::string& path) -> py::object {
+            std::string name = g.module_name(path);
+            if (name.empty()) return py::none();
+            return py::str(name);
+          },
+          py::arg("path"), "Dotted module name under the first import root holding path, or None.")
+      .def("resolve", &ImportGraph::resolve, py::arg("name"), "Project file a dotted name resolves to, or ''.")
+      .def("__contains__", &ImportGraph::contains)
+      .def("__len__", &ImportGraph::size)
+      .def_property_readonly("edge_count", &ImportGraph::edge_count);
 
   m.def("fnmatch_ex", &fnmatch_ex, py::arg("pattern"), py::arg("path"),
         "pytest's fnmatch_ex (_pytest/pathlib.py) on '/'-separated paths.");

@@ -1,0 +1,39 @@
+"""The report-header lines of the plugin (shown unless -q / --no-header)."""
+
+from __future__ import annotations
+
+from . import __version__
+from .state import State
+
+
+def header_lines(state: State, python_classes: list[str]) -> list[str]:
+    """One summary line (files, cache use, static test-definition count, wall time of walk + scan in ms,
+    threads), then one `fastcollect: ...` line per warning. Empty when there is nothing to report."""
+    if state.failure is not None:
+        return [f"fastcollect {__version__}: scan failed ({state.failure}); running as plain pytest"]
+    report = state.report
+    if report is None:
+        return []
+    ms = (report.walk_seconds + report.scan_seconds) * 1000
+    threads = f"{report.threads} thread{'s' if report.threads != 1 else ''}"
+    files = f"{len(report.files)} files"
+    stats = report.cache
+    if stats is not None:
+        files += f" ({stats.trusted + stats.rehashed} from cache, {stats.parsed} parsed)"
+    else:
+        files += " (no cache)"
+    line = (
+        f"fastcollect {__version__}: scanned {files}, {report.tests_found(python_classes)} test definitions, "
+        f"in {ms:.1f} ms ({threads})"
+    )
+    extra = []
+    if report.uncertain:
+        extra.append(f"{report.uncertain} need import")
+    if report.errors:
+        extra.append(f"{len(report.errors)} walk errors")
+    if extra:
+        line += "; " + ", ".join(extra)
+    warnings = list(state.notes)
+    if stats is not None and stats.warning:
+        warnings.append(stats.warning)
+    return [line, *(f"fastcollect: {w}" for w in warnings)]
