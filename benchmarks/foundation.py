@@ -7,7 +7,8 @@ Part 1, first parse (no cache exists yet): for each installed package's test tre
 definitions found (static, before parametrization), bytes, seconds and files/s, with 1 thread and with
 one thread per core. Part 2: click's suite, `--collect-only -q` with `-p no:fastcollect` and with the
 plugin, alternating, `--runs` pairs, in two pyc states: warm (PYTHONDONTWRITEBYTECODE unset, pyc files
-written by a first unmeasured run) and cold (PYTHONDONTWRITEBYTECODE=1: every assert is rewritten again).
+written by a first unmeasured run) and cold (PYTHONDONTWRITEBYTECODE=1 and the suite's __pycache__ removed
+before every run: every test module is rewritten and compiled again).
 Counts (collected/selected) are printed beside every time, so a run that loses tests shows at once.
 """
 
@@ -18,6 +19,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -53,10 +55,18 @@ def scan_tree(suite: suites.Suite, package: str, threads: int) -> dict:
     return json.loads(out.stdout)
 
 
+def drop_test_pyc(suite: suites.Suite) -> None:
+    """Cold pyc for the suite's own files: pytest's rewriter reads an existing pyc even under
+    PYTHONDONTWRITEBYTECODE=1, so the __pycache__ folders under the suite's folder are removed."""
+    for folder in list(Path(suite.cwd).rglob("__pycache__")):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def timed_collect(suite: suites.Suite, plugin: bool, cold: bool) -> tuple[float, str]:
     env = dict(os.environ)
     if cold:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
+        drop_test_pyc(suite)
     else:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
     args = [suite.python, "-m", "pytest", "--collect-only", "-q", *suite.args]
@@ -98,6 +108,7 @@ def instructions(suite: suites.Suite) -> dict:
     `--collect-only -q` per side, cold pyc; both sides run at once, one per core. Wall clocks on a shared
     2-core VM vary by 10-30% between runs; instruction counts do not."""
     env = dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
+    drop_test_pyc(suite)
     base = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", suite.python, "-m", "pytest",
             "--collect-only", "-q", *suite.args]
     sides = {"plain": ["-p", "no:fastcollect"], "plugin loaded, off": ["--no-fastcollect"], "plugin": []}

@@ -55,7 +55,8 @@ def _venv(name: str) -> Path:
     return python
 
 
-def _install_plugin(python: Path) -> None:
+def install_plugin(python: Path) -> None:
+    """Install the wheel built by scripts/bootstrap.sh for this interpreter's version into its venv."""
     tag = subprocess.run([str(python), "-c", "import sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]}')"],
                          check=True, capture_output=True, text=True).stdout.strip()
     wheels = sorted(glob.glob(str(REPO / "build" / "wheels" / tag / "pytest_fastcollect-*.whl")))
@@ -85,7 +86,7 @@ def click() -> Suite:
             with tarfile.open(BASE / "click" / f"click-{CLICK_VERSION}.tar.gz") as tf:
                 tf.extractall(BASE / "click", filter="data")
         _mark_ready(python, "click")
-    _install_plugin(python)
+    install_plugin(python)
     # click's ini sets filterwarnings=error; pytest 9 deprecates a pattern click 8.4 still uses.
     return Suite("click", str(python), str(src), ["-W", "ignore::DeprecationWarning", "-p", "no:cacheprovider"])
 
@@ -96,7 +97,7 @@ def _installed(name: str, args: list[str]) -> Suite:
     if not _ready(python, name):
         _pip(python, PYTEST, *PINS[name])
         _mark_ready(python, name)
-    _install_plugin(python)
+    install_plugin(python)
     return Suite(name, str(python), str(BASE / name), ["--pyargs", name, *args, "-p", "no:cacheprovider"])
 
 
