@@ -41,15 +41,23 @@ def user_cache_dir(rootpath: Path) -> Path:
     return base / "pytest-fastcollect" / digest
 
 
-def _pytest_cache_dir(config: pytest.Config) -> Path | None:
-    """`<cache_dir>/d/fastcollect` made through pytest's own Cache (supporting files included), or None."""
+def _pytest_cache_location(config: pytest.Config, name: str) -> CacheLocation | None:
+    """The database under pytest's own cache dir, `<cache_dir>/d/fastcollect/<name>`: read-only when it
+    exists in a folder we may not write; else the folder is made through pytest's Cache (so the supporting
+    files are there). None when that fails (read-only checkout, odd cache_dir, private API change)."""
     try:
         from _pytest.cacheprovider import Cache
 
-        cachedir = Cache.cache_dir_from_config(config, _ispytest=True)
-        return Path(Cache(cachedir, config, _ispytest=True).mkdir("fastcollect"))
-    except Exception:  # noqa: BLE001 - read-only checkout, odd cache_dir, private API change: fall back
+        cachedir = Path(Cache.cache_dir_from_config(config, _ispytest=True))
+        existing = cachedir / "d" / "fastcollect" / name
+        if existing.exists() and not os.access(existing.parent, os.W_OK):
+            return CacheLocation(str(existing), True, "pytest cache dir (read-only)")
+        folder = Path(Cache(cachedir, config, _ispytest=True).mkdir("fastcollect"))
+    except Exception:  # noqa: BLE001 - fall back to the user cache dir
         return None
+    if not os.access(folder, os.W_OK):
+        return None
+    return CacheLocation(str(folder / name), False, "pytest cache dir")
 
 
 def locate(config: pytest.Config, options: Any) -> CacheLocation | None:
@@ -62,17 +70,9 @@ def locate(config: pytest.Config, options: Any) -> CacheLocation | None:
     name = _db_name()
     provider_on = not config.pluginmanager.is_blocked("cacheprovider")
     if provider_on and not getattr(options, "cacheclear", False):
-        try:
-            from _pytest.cacheprovider import Cache
-
-            existing = Path(Cache.cache_dir_from_config(config, _ispytest=True)) / "d" / "fastcollect" / name
-        except Exception:  # noqa: BLE001
-            existing = None
-        if existing is not None and existing.exists() and not os.access(existing.parent, os.W_OK):
-            return CacheLocation(str(existing), True, "pytest cache dir (read-only)")
-        folder = _pytest_cache_dir(config)
-        if folder is not None and os.access(folder, os.W_OK):
-            return CacheLocation(str(folder / name), False, "pytest cache dir")
+        location = _pytest_cache_location(config, name)
+        if location is not None:
+            return location
     folder = user_cache_dir(config.rootpath)
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,6 @@ class ScanReport:
     threads: int
     errors: list[str] = field(default_factory=list)
     cache: Any = None  # _core.CacheStats when the discovery cache was used
-    cache_location: CacheLocation | None = None
 
     @property
     def uncertain(self) -> int:
@@ -87,7 +86,6 @@ def scan(
         threads=threads or (os.cpu_count() or 1),
         errors=list(walked.errors),
         cache=stats,
-        cache_location=cache,
     )
 
 

@@ -118,11 +118,3 @@ def path_rules(config: pytest.Config, args: list[str], options: Any) -> PathRule
         ignore_globs=ignore_glob,
         collect_in_virtualenv=bool(getattr(options, "collect_in_virtualenv", False)),
     )
-
-
-def rootdir_relative(path: str | Path, rootdir: Path) -> str:
-    """`path` relative to rootdir with `/` separators, as node IDs spell it (absolute if outside)."""
-    try:
-        return Path(path).relative_to(rootdir).as_posix()
-    except ValueError:
-        return Path(path).as_posix()

@@ -71,6 +71,17 @@ struct ModuleInfo {
   bool defines_hooks = false;           ///< module defines other `pytest_*` functions
   std::uint32_t lines = 0;              ///< line count of the source
 
+  /// A module that could not be scanned: `error` set, uncertain with `error` as the reason, so the file is
+  /// always imported (and pytest reports whatever is wrong with it).
+  static ModuleInfo failed(const std::string& path, const std::string& error) {
+    ModuleInfo m;
+    m.path = path;
+    m.error = error;
+    m.certain = false;
+    m.uncertain_reasons.push_back(error);
+    return m;
+  }
+
   /// Number of test-shaped functions and methods (of classes matching python_classes), before
   /// parametrization: a static estimate for reports, never a substitute for collection.
   std::size_t test_count(const std::vector<std::string>& python_classes) const;

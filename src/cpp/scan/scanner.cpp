@@ -540,25 +540,12 @@ ModuleInfo Scanner::scan_file(const std::string& path) {
   struct stat st {};
   // A folder opens fine as an ifstream on Linux and then reads as empty: report it instead.
   bool is_dir = in && ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-  if (!in || is_dir) {
-    ModuleInfo info;
-    info.path = path;
-    info.error = std::string("cannot open: ") + std::strerror(is_dir ? EISDIR : open_errno);
-    info.certain = false;
-    info.uncertain_reasons.push_back(info.error);
-    return info;
-  }
+  if (!in || is_dir)
+    return ModuleInfo::failed(path, std::string("cannot open: ") + std::strerror(is_dir ? EISDIR : open_errno));
   std::ostringstream buf;
   buf << in.rdbuf();
   std::string data = buf.str();
-  if (data.size() > kMaxBytes) {
-    ModuleInfo info;
-    info.path = path;
-    info.error = "larger than 64 MiB: not scanned";
-    info.certain = false;
-    info.uncertain_reasons.push_back(info.error);
-    return info;
-  }
+  if (data.size() > kMaxBytes) return ModuleInfo::failed(path, "larger than 64 MiB: not scanned");
   return scan_source(data, path);
 }
 
@@ -571,11 +558,7 @@ std::vector<ModuleInfo> scan_files(const std::vector<std::string>& paths, const 
       try {
         out[i] = scanner.scan_file(paths[i]);
       } catch (const std::exception& e) {  // e.g. bad_alloc: recorded per file, never thrown across threads
-        out[i] = ModuleInfo{};
-        out[i].path = paths[i];
-        out[i].error = std::string("scanner failure: ") + e.what();
-        out[i].certain = false;
-        out[i].uncertain_reasons.push_back(out[i].error);
+        out[i] = ModuleInfo::failed(paths[i], std::string("scanner failure: ") + e.what());
       }
     }
   });

@@ -367,11 +367,7 @@ std::vector<ModuleInfo> DiscoveryCache::scan(const std::vector<std::string>& pat
           action[i] = Action::Write;
         }
       } catch (const std::exception& e) {
-        out[i] = ModuleInfo{};
-        out[i].path = path;
-        out[i].error = std::string("scanner failure: ") + e.what();
-        out[i].certain = false;
-        out[i].uncertain_reasons.push_back(out[i].error);
+        out[i] = ModuleInfo::failed(path, std::string("scanner failure: ") + e.what());
         how[i] = 3;
       }
     }
