@@ -35,6 +35,7 @@
 #include "scan/scanner.hpp"
 #include "scan/serialize.hpp"
 #include "store/discovery_cache.hpp"
+#include "store/fingerprint.hpp"
 
 namespace fastcollect {
 namespace {
@@ -1352,6 +1353,41 @@ TEST_F(CacheFiles, RemoveFilesReportsAFailure) {
   std::string error;
   EXPECT_FALSE(DiscoveryCache::remove_files(db_, error));
   EXPECT_NE(error.find(db_ + "-wal"), std::string::npos) << error;
+}
+
+// ---- fingerprint_files ----------------------------------------------------------------------------------------
+
+TEST(Fingerprint, StatAndHashOfFilesInOrder) {
+  TempDir dir;
+  std::string a = dir.path() + "/a.py", b = dir.path() + "/b.py";
+  write_file(a, "x = 1\n");
+  write_file(b, "x = 1\n");
+  auto fps = fingerprint_files({a, b, dir.path() + "/missing.py", dir.path()}, true, 2);
+  ASSERT_EQ(fps.size(), 4u);
+  EXPECT_TRUE(fps[0].stat.ok);
+  EXPECT_EQ(fps[0].stat.size, 6);
+  EXPECT_TRUE(fps[0].hashed);
+  EXPECT_EQ(fps[0].xxh3, fps[1].xxh3);  // same bytes, same hash
+  EXPECT_EQ(fps[0].xxh3, xxh3_of("x = 1\n"));
+  EXPECT_FALSE(fps[2].stat.ok);
+  EXPECT_EQ(fps[2].stat.err, ENOENT);
+  EXPECT_FALSE(fps[2].hashed);
+  EXPECT_FALSE(fps[3].stat.ok);  // a folder is not a regular file
+  EXPECT_EQ(fps[3].stat.err, EISDIR);
+}
+
+TEST(Fingerprint, HashFollowsContentNotName) {
+  TempDir dir;
+  std::string a = dir.path() + "/a.py";
+  write_file(a, "x = 1\n");
+  auto before = fingerprint_files({a}, true, 1)[0];
+  write_file(a, "x = 2\n");  // same size, different bytes
+  auto after = fingerprint_files({a}, true, 1)[0];
+  EXPECT_EQ(before.stat.size, after.stat.size);
+  EXPECT_NE(before.xxh3, after.xxh3);
+  auto stat_only = fingerprint_files({a}, false, 1)[0];
+  EXPECT_FALSE(stat_only.hashed);
+  EXPECT_EQ(stat_only.stat.mtime_ns, after.stat.mtime_ns);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "graph/import_graph.hpp"
 #include "scan/scanner.hpp"
 #include "store/discovery_cache.hpp"
+#include "store/fingerprint.hpp"
 #include "walk/fnmatch.hpp"
 #include "walk/walk.hpp"
 
@@ -166,6 +167,28 @@ writes (mode=ro) and treats an unusable file as no cache. See store/discovery_ca
             if (!DiscoveryCache::remove_files(path, error)) throw std::runtime_error(error);
           },
           py::arg("path"), "Delete the database and its -wal/-shm files (missing is fine). Raises RuntimeError.");
+  py::class_<FileFingerprint>(m, "FileFingerprint", "A file's identity for freshness checks (store/fingerprint.hpp).")
+      .def_property_readonly(
+          "exists", [](const FileFingerprint& f) { return f.stat.ok; },
+          "True for a regular file that stat(2) could read")
+      .def_property_readonly("errno", [](const FileFingerprint& f) { return f.stat.err; })
+      .def_property_readonly("mtime_ns", [](const FileFingerprint& f) { return f.stat.mtime_ns; })
+      .def_property_readonly("ctime_ns", [](const FileFingerprint& f) { return f.stat.ctime_ns; })
+      .def_property_readonly(
+          "size", [](const FileFingerprint& f) { return f.stat.size; }, "bytes")
+      .def_property_readonly("inode", [](const FileFingerprint& f) { return f.stat.inode; })
+      .def_property_readonly(
+          "xxh3",
+          [](const FileFingerprint& f) -> py::object {
+            if (!f.hashed) return py::none();
+            return py::int_(f.xxh3);
+          },
+          "XXH3-64 of the bytes (signed 64-bit int), None when not asked for or unreadable");
+  m.def("fingerprint_files", &fingerprint_files, py::arg("paths"), py::arg("with_hash") = true, py::arg("threads") = 1,
+        py::call_guard<py::gil_scoped_release>(),
+        "fingerprint_files(paths: list[str], with_hash=True, threads=1) -> list[FileFingerprint], same order. "
+        "stat(2) follows symlinks; never raises for a missing or unreadable file. threads=0: one per core (the "
+        "threads are joined before it returns, so a process may fork afterwards).");
   m.attr("CACHE_SCHEMA_VERSION") = DiscoveryCache::kSchemaVersion;
 
   py::class_<Expression>(m, "Expression", R"doc(A compiled -k/-m match expression (pytest's grammar,

@@ -4,9 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -21,6 +18,7 @@
 #include "common/parallel.hpp"
 #include "scan/scanner.hpp"
 #include "scan/serialize.hpp"
+#include "store/fingerprint.hpp"
 
 namespace fastcollect {
 namespace {
@@ -33,28 +31,6 @@ struct StmtCloser {
 };
 using Stmt = std::unique_ptr<sqlite3_stmt, StmtCloser>;
 
-struct FileStat {
-  bool ok = false;
-  int err = 0;
-  std::int64_t mtime_ns = 0, ctime_ns = 0, size = 0, inode = 0;
-};
-
-FileStat stat_file(const std::string& path) {
-  FileStat fs;
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    fs.err = errno;
-    return fs;
-  }
-  fs.ok = S_ISREG(st.st_mode);
-  if (!fs.ok) fs.err = EISDIR;
-  fs.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-  fs.ctime_ns = static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec;
-  fs.size = static_cast<std::int64_t>(st.st_size);
-  fs.inode = static_cast<std::int64_t>(st.st_ino);
-  return fs;
-}
-
 struct Row {
   std::int64_t mtime_ns = 0, ctime_ns = 0, size = 0, inode = 0, hash = 0, key = 0, recorded_ns = 0;
   std::string info;
@@ -63,15 +39,6 @@ struct Row {
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-bool read_bytes(const std::string& path, std::string& out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  out = buf.str();
-  return true;
 }
 
 bool is_corruption(int rc) {
@@ -113,7 +80,7 @@ std::int64_t cache_key(const NameRules& rules) {
   for (const auto& f : rules.python_functions) s += f + "\x1f";
   s += ";classes=";
   for (const auto& c : rules.python_classes) s += c + "\x1f";
-  return static_cast<std::int64_t>(XXH3_64bits(s.data(), s.size()));
+  return xxh3_of(s);
 }
 
 DiscoveryCache::DiscoveryCache(std::string path, bool read_only, int busy_timeout_ms)
@@ -348,7 +315,7 @@ std::vector<ModuleInfo> DiscoveryCache::scan(const std::vector<std::string>& pat
           how[i] = 3;
           continue;
         }
-        auto h = static_cast<std::int64_t>(XXH3_64bits(bytes.data(), bytes.size()));
+        auto h = xxh3_of(bytes);
         hashes[i] = h;
         if (row && row->hash == h) {
           try {
