@@ -32,7 +32,7 @@ fi
 # Build the wheel once per source state and Python version, reuse it for every venv of that version.
 pytag=$("$venv/bin/python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
 wheel_dir="$here/build/wheels/$pytag"
-stamp=$(cd "$here" && { git ls-files -s src CMakeLists.txt cmake pyproject.toml 2>/dev/null; git diff HEAD -- src CMakeLists.txt cmake pyproject.toml 2>/dev/null; } | sha1sum | cut -c1-12)
+stamp=$(cd "$here" && { git ls-files -s src CMakeLists.txt cmake pyproject.toml 2>/dev/null; git diff HEAD -- src CMakeLists.txt cmake pyproject.toml 2>/dev/null; git ls-files -o --exclude-standard src cmake 2>/dev/null | sort | xargs -r sha1sum; } | sha1sum | cut -c1-12)
 if [ ! -f "$wheel_dir/.stamp-$stamp" ]; then
   rm -rf "$wheel_dir" && mkdir -p "$wheel_dir"
   echo "bootstrap: building the wheel (tree-sitter sources are fetched by the build, pinned)"

@@ -1,3 +1,3 @@
-"""pytest-fastcollect: faster pytest collection with pytest as the referee."""
+"""PYTEST_DONT_REWRITE: pytest-fastcollect: faster pytest collection with pytest as the referee."""
 
 __version__ = "0.1.0"

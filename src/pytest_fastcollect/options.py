@@ -50,9 +50,42 @@ def add_options(parser: pytest.Parser) -> None:
         default=False,
         help="Delete the discovery cache before anything is scanned, then rebuild it.",
     )
+    group.addoption(
+        "--fastcollect-auto-daemon",
+        action="store_true",
+        dest="fastcollect_auto_daemon",
+        default=None,
+        help="Use the warm daemon, and start one when none runs (default on; off when CI is set).",
+    )
+    group.addoption(
+        "--no-fastcollect-auto-daemon",
+        action="store_false",
+        dest="fastcollect_auto_daemon",
+        help="Neither use nor start the warm daemon for this run (ini: fastcollect_auto_daemon = false).",
+    )
+    for name, what in (
+        ("start", "Start the warm daemon for this project (warm-up with the given paths and options), wait "
+         "until it is warm, print its status and exit"),
+        ("stop", "Stop this project's daemon and exit"),
+        ("status", "Print this project's daemon status and exit (exit code 1: none runs)"),
+        ("health", "Check this project's daemon, print PASS/FAIL per check and exit (1 if any fails)"),
+        ("reload", "Make this project's daemon rebuild its warm state, and exit"),
+    ):
+        group.addoption(f"--daemon-{name}", action="store_true", default=False, help=what + ".")
     parser.addini("fastcollect", type="bool", default=True, help="Enable pytest-fastcollect (default true).")
     parser.addini(
         "fastcollect_cache", type="bool", default=True, help="Use the SQLite discovery cache (default true)."
+    )
+    parser.addini(
+        "fastcollect_auto_daemon",
+        type="bool",
+        default=True,
+        help="Use and auto-start the warm daemon (default true; the CI environment variable turns it off).",
+    )
+    parser.addini(
+        "fastcollect_daemon_idle_timeout",
+        default="1800",
+        help="Seconds of no requests after which the daemon exits (default 1800; 0 = never).",
     )
 
 

@@ -8,13 +8,13 @@ the header; it changes nothing in what pytest imports or collects.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Generator
 
 import pytest
 
 from .errors import one_line
 from .options import add_options, is_enabled
-from .state import STATE, State
+from .state import DAEMON, STATE, State
 
 __all__ = ["STATE"]
 
@@ -47,12 +47,20 @@ def _start(config: pytest.Config, args: list[str], options: Any) -> None:
         state.failure = one_line(exc)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) -> None:
-    # The earliest point where the ini and the command line are known: the scan then overlaps the import
-    # of the initial conftests and of everything they import.
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> Generator[None, None, None]:
+    # The earliest point where the ini and the command line are known, before any conftest is imported, and
+    # (as the outermost wrapper) before pytest's capture plugin redirects fds 1 and 2: a warm daemon may take
+    # the whole run from here with this process's real terminal (SystemExit with the run's exit code);
+    # otherwise the scan overlaps the import of the initial conftests and of everything they import.
     namespace = early_config.known_args_namespace
+    from .daemon.session import before_run
+
+    early_config.stash[DAEMON] = before_run(early_config, parser, is_enabled(early_config, namespace))
     _start(early_config, list(namespace.file_or_dir or []), namespace)
+    return (yield)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,9 +73,18 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if state is None or not state.enabled:
         return []
     state.finish()
-    from .header import header_lines
+    from .header import daemon_lines, header_lines
 
-    return header_lines(state, [str(p) for p in config.getini("python_classes")])
+    lines = header_lines(state, [str(p) for p in config.getini("python_classes")])
+    return lines + daemon_lines(config.stash.get(DAEMON, None), config.option.verbose)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    decision = config.stash.get(DAEMON, None)
+    if decision is not None:
+        from .daemon.session import after_run
+
+        after_run(config, decision)
 
 
 @pytest.hookimpl(trylast=True)

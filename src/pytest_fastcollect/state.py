@@ -29,3 +29,5 @@ class State:
 
 
 STATE = pytest.StashKey[State]()
+#: daemon.session.Decision of this run (set in pytest_load_initial_conftests).
+DAEMON = pytest.StashKey[Any]()

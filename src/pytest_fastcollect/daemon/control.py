@@ -1,0 +1,191 @@
+"""The --daemon-start, --daemon-stop, --daemon-status, --daemon-health and --daemon-reload commands.
+
+Each prints to stdout and returns an exit code; the plugin leaves with it before any conftest is imported.
+Exit codes: 0 done / running / healthy; 1 no daemon (status), a check failed (health), or the daemon could
+not be started or stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any, Callable, TextIO
+
+from . import spawn
+from .client import NotServed, Target, ask
+from .paths import DaemonPathError, socket_dir
+
+#: Seconds --daemon-start waits for the warm-up (sympy takes ~15 s on 2 cores).
+START_TIMEOUT = 600.0
+STOP_TIMEOUT = 15.0
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def status_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
+    """The status reply as (label, value) rows, in reading order."""
+    rss = status.get("rss_kib")
+    state = status["state"] + (f" ({status['state_reason']})" if status.get("state_reason") else "")
+    return [
+        ("pid", str(status["pid"])),
+        ("uptime", _duration(status["uptime"])),
+        ("rootdir", status["rootdir"]),
+        ("key", status["key"]),
+        ("template", state),
+        ("started because", status.get("started_because") or ""),
+        ("warm-up", f"{status['warm_seconds']:.2f}s, exit code {status['warm_exit_code']}, "
+                    f"{status['collected']} items, args: {' '.join(status['warm_args']) or '(none)'}"),
+        ("modules held", f"{status['modules_held']} ({status['project_files']} project files, "
+                         f"{status['changed_files']} changed since warm-up)"),
+        ("RSS", f"{rss / 1024:.1f} MiB" if isinstance(rss, int) else "unknown"),
+        ("threads", str(status.get("os_threads"))),
+        ("requests", f"{status['served']} served, {status['refused']} refused, {status['rejected']} rejected, "
+                     f"{status['killed']} killed, {status['running']} running"),
+        ("last refusal", status.get("last_refusal") or "-"),
+        ("last error", status.get("last_error") or "-"),
+        ("idle timeout", f"{_duration(status['idle_timeout'])} (idle for {_duration(status['idle_for'])})"
+                         if status["idle_timeout"] else "never"),
+        ("log", status["log"]),
+        ("socket", status["socket"]),
+    ]
+
+
+def print_rows(rows: list[tuple[str, str]], out: TextIO) -> None:
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"  {label:<{width}}  {value}", file=out)
+
+
+def _pid_of(tgt: Target) -> int | None:
+    try:
+        return int(tgt.files.pid.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def _log_tail(tgt: Target, lines: int = 5) -> list[str]:
+    try:
+        return tgt.files.log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
+def status(tgt: Target, out: TextIO) -> int:
+    try:
+        reply = ask(tgt.files, "status")
+    except NotServed:
+        if spawn.daemon_running(tgt.files):
+            print(f"pytest-fastcollect daemon for {tgt.rootdir}: warming up (pid {_pid_of(tgt)})", file=out)
+            print(f"  log  {tgt.files.log}", file=out)
+            return 0
+        print(f"pytest-fastcollect: no daemon for {tgt.rootdir} (key {tgt.key})", file=out)
+        return 1
+    print(f"pytest-fastcollect daemon for {tgt.rootdir}", file=out)
+    print_rows(status_rows(reply), out)
+    return 0
+
+
+def start(tgt: Target, spec: spawn.Spec, out: TextIO, timeout: float = START_TIMEOUT) -> int:
+    if spawn.daemon_running(tgt.files):
+        print("pytest-fastcollect: a daemon is already running for this project", file=out)
+        return status(tgt, out)
+    spawn.remove_stale_socket(tgt.files)
+    t0 = time.monotonic()
+    spawn.spawn(spec, tgt.files)
+
+    def ready() -> bool:
+        if not spawn.daemon_running(tgt.files):
+            return True  # it exited: reported below
+        try:
+            ask(tgt.files, "ping", timeout=2.0)
+            return True
+        except NotServed:
+            return False
+
+    _wait_for(ready, timeout)
+    try:
+        ask(tgt.files, "ping", timeout=2.0)
+    except NotServed as exc:
+        print(f"pytest-fastcollect: the daemon did not come up ({exc}); log {tgt.files.log}:", file=out)
+        for line in _log_tail(tgt):
+            print(f"  {line}", file=out)
+        return 1
+    print(f"pytest-fastcollect: daemon started and warm in {time.monotonic() - t0:.1f}s", file=out)
+    return status(tgt, out)
+
+
+def stop(tgt: Target, out: TextIO) -> int:
+    if not spawn.daemon_running(tgt.files):
+        spawn.remove_stale_socket(tgt.files)
+        print(f"pytest-fastcollect: no daemon for {tgt.rootdir}", file=out)
+        return 0
+    pid = _pid_of(tgt)
+    try:
+        ask(tgt.files, "stop")
+    except NotServed:  # still warming (no socket yet): terminate it
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    if not _wait_for(lambda: not spawn.daemon_running(tgt.files), STOP_TIMEOUT):
+        print(f"pytest-fastcollect: daemon pid {pid} did not stop within {STOP_TIMEOUT:.0f}s", file=out)
+        return 1
+    print(f"pytest-fastcollect: daemon pid {pid} stopped", file=out)
+    return 0
+
+
+def reload(tgt: Target, out: TextIO) -> int:
+    try:
+        ask(tgt.files, "reload")
+    except NotServed as exc:
+        print(f"pytest-fastcollect: no daemon to reload for {tgt.rootdir} ({exc})", file=out)
+        return 1
+    print("pytest-fastcollect: the daemon is rebuilding its warm state (runs are local until it is ready)", file=out)
+    return 0
+
+
+def health(tgt: Target, out: TextIO) -> int:
+    """Checks, each PASS or FAIL with a detail; exit code 0 only if all pass."""
+    checks: list[tuple[bool, str, str]] = []
+    try:
+        folder = socket_dir(create=False)
+        checks.append((True, "socket folder", f"{folder} (0700, ours)"))
+    except DaemonPathError as exc:
+        checks.append((False, "socket folder", str(exc)))
+    running = spawn.daemon_running(tgt.files)
+    checks.append((running, "daemon process", f"pid {_pid_of(tgt)}" if running else "not running"))
+    reply: dict[str, Any] | None = None
+    if running:
+        t0 = time.perf_counter()
+        try:
+            reply = ask(tgt.files, "ping", timeout=5.0)
+            checks.append((True, "socket answers", f"{(time.perf_counter() - t0) * 1000:.1f} ms"))
+        except NotServed as exc:
+            checks.append((False, "socket answers", str(exc)))
+    if reply is not None:
+        checks.append((reply.get("key") == tgt.key, "key matches this run", reply.get("key", "?")))
+        checks.append((reply.get("state") == "ready", "template forkable", reply.get("state", "?")))
+        code = reply.get("warm_exit_code")
+        checks.append((code in (0, 5), "warm-up collection", f"exit code {code}"))
+    print(f"pytest-fastcollect daemon health for {tgt.rootdir}", file=out)
+    for ok, name, detail in checks:
+        print(f"  {'PASS' if ok else 'FAIL'}  {name}: {detail}", file=out)
+    return 0 if all(ok for ok, _, _ in checks) else 1

@@ -1,0 +1,250 @@
+"""What the template imported, and what a change since then means for the next run.
+
+At the end of warming, the template records a fingerprint (stat + XXH3) of every project file it holds as a
+module (under rootdir, outside the interpreter's and site folders), of the ini and config files, and the
+modification times of the folders installed packages live in. Per request, a stat pass (C++,
+_core.fingerprint_files) finds what changed; a changed stat is confirmed by hashing the bytes, so a touch or
+a checkout that restores the same bytes changes nothing. Then plan() decides:
+
+- installed packages changed (a site folder's mtime moved: pip install/uninstall, a new .pth): the daemon
+  restarts; the run is local.
+- a conftest, an ini/config file, or a project module imported before collection started (at configure
+  time, by pytest or a plugin or a conftest) changed, or lies in the reverse-import closure of a change: the
+  run is refused (it runs locally) and the template rebuilds.
+- otherwise: the run child evicts from sys.modules every changed module, every module that imports one
+  transitively (graph/: the scanner's static imports), and every submodule of an evicted package, so pytest
+  imports fresh code exactly as a plain run would.
+
+A file whose mtime is not older than the start of warming (less a 1 s margin for coarse file-system clocks)
+may have changed after it was imported: it is recorded as changed from the start.
+"""
+
+from __future__ import annotations
+
+import os
+import site
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Iterable, Mapping
+
+from .. import _core
+
+#: Names pytest looks for when it searches for an ini file (_pytest/config/findpaths.py locate_config).
+CONFIG_NAMES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+#: A file modified less than this before the warm-up started may have changed after its import.
+RACY_MARGIN_NS = 1_000_000_000
+
+
+@dataclass
+class Entry:
+    """One recorded file. `kind`: "module", "conftest", "configure" (project module imported before
+    collection) or "config" (ini/config file; `exists` may be False: creating it is a change)."""
+
+    path: str
+    kind: str
+    exists: bool
+    mtime_ns: int = 0
+    ctime_ns: int = 0
+    size: int = 0
+    inode: int = 0
+    xxh3: int | None = None
+    modules: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """What one request gets: `refuse` (a reason: the run goes local) with `rebuild`/`restart`, or the
+    module names to `evict` in the child. `changed`: changed paths, sorted."""
+
+    changed: list[str]
+    evict: list[str] = field(default_factory=list)
+    refuse: str | None = None
+    rebuild: bool = False
+    restart: bool = False
+
+
+def _under(path: str, folders: Iterable[str]) -> bool:
+    return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
+
+
+def excluded_folders() -> list[str]:
+    """Folders whose modules are never project modules: the interpreter's prefixes and site folders."""
+    out = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    try:
+        out.update(os.path.realpath(p) for p in site.getsitepackages())
+    except AttributeError:  # virtualenv's old site.py
+        pass
+    user_site = site.getusersitepackages() if hasattr(site, "getusersitepackages") else None
+    if user_site:
+        out.add(os.path.realpath(user_site))
+    return sorted(out)
+
+
+def project_modules(modules: Mapping[str, ModuleType], rootdir: str, excluded: list[str]) -> dict[str, list[str]]:
+    """path -> module names, for the modules loaded from a `.py` file under rootdir and outside `excluded`."""
+    out: dict[str, list[str]] = {}
+    root = os.path.realpath(rootdir)
+    for name, mod in list(modules.items()):
+        file = getattr(mod, "__file__", None)
+        if not isinstance(file, str) or not file.endswith(".py"):
+            continue
+        path = os.path.realpath(file)
+        if not _under(path, [root]) or _under(path, excluded):
+            continue
+        out.setdefault(path, []).append(name)
+    return out
+
+
+def config_candidates(rootdir: str, invocation_dir: str, inipath: str | None) -> list[str]:
+    """The ini file in use and every place pytest would look for one between the invocation folder and
+    rootdir (a new file there changes the configuration)."""
+    out: list[str] = []
+    if inipath:
+        out.append(os.path.realpath(inipath))
+    root = Path(rootdir).resolve()
+    here = Path(invocation_dir).resolve()
+    folders = [root]
+    if here == root or root in here.parents:
+        folders = [here, *[p for p in here.parents if p == root or root in p.parents]]
+    for folder in folders:
+        for name in CONFIG_NAMES:
+            path = str(folder / name)
+            if path not in out:
+                out.append(path)
+    return out
+
+
+def site_folders(rootdir: str) -> dict[str, int]:
+    """mtime_ns of every existing sys.path folder outside rootdir (where installed packages live)."""
+    root = os.path.realpath(rootdir)
+    excluded = excluded_folders()
+    out: dict[str, int] = {}
+    for entry in sys.path:
+        path = os.path.realpath(entry or ".")
+        if _under(path, [root]) and not _under(path, excluded):
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if os.path.isdir(path):
+            out[path] = st.st_mtime_ns
+    return out
+
+
+class Snapshot:
+    """The recorded state of one warm template (see the module docstring)."""
+
+    def __init__(
+        self,
+        rootdir: str,
+        modules: Mapping[str, ModuleType],
+        configure_modules: set[str],
+        config_files: list[str],
+        warm_started_ns: int,
+        import_roots: list[str],
+    ) -> None:
+        self.rootdir = rootdir
+        self.created = time.time()
+        by_path = project_modules(modules, rootdir, excluded_folders())
+        self.entries: dict[str, Entry] = {}
+        for path, names in by_path.items():
+            if os.path.basename(path) == "conftest.py":
+                kind = "conftest"
+            elif any(n in configure_modules for n in names):
+                kind = "configure"
+            else:
+                kind = "module"
+            self.entries[path] = Entry(path, kind, True, modules=sorted(names))
+        for path in config_files:
+            self.entries.setdefault(path, Entry(path, "config", False))
+        self.site = site_folders(rootdir)
+        paths = list(self.entries)
+        self.dirty: set[str] = set()
+        for path, fp in zip(paths, _core.fingerprint_files(paths, True, 0)):
+            entry = self.entries[path]
+            _fill(entry, fp)
+            if entry.exists and max(entry.mtime_ns, entry.ctime_ns) >= warm_started_ns - RACY_MARGIN_NS:
+                self.dirty.add(path)
+        module_paths = [p for p, e in self.entries.items() if e.kind != "config" and e.exists]
+        infos = _core.scan_files(module_paths, ["test"], ["Test"], 0)
+        self.graph = _core.ImportGraph(module_paths, infos, [r for r in import_roots if os.path.isdir(r)])
+
+    @property
+    def module_count(self) -> int:
+        return sum(len(e.modules) for e in self.entries.values())
+
+    def changed_paths(self) -> list[str]:
+        """Recorded paths whose content differs from the recording (stat first, then XXH3), plus the dirty
+        ones. A stat change with the same bytes refreshes the recorded stat."""
+        paths = list(self.entries)
+        changed = set(self.dirty)
+        suspects: list[str] = []
+        for path, fp in zip(paths, _core.fingerprint_files(paths, False, 1)):
+            e = self.entries[path]
+            if fp.exists != e.exists:
+                changed.add(path)
+            elif e.exists and (fp.mtime_ns, fp.ctime_ns, fp.size, fp.inode) != (e.mtime_ns, e.ctime_ns, e.size, e.inode):
+                suspects.append(path)
+        for path, fp in zip(suspects, _core.fingerprint_files(suspects, True, 1)):
+            e = self.entries[path]
+            if fp.exists and fp.xxh3 is not None and fp.xxh3 == e.xxh3:
+                _fill(e, fp)  # same bytes: a touch, or a checkout that restored them
+            else:
+                changed.add(path)
+        return sorted(changed)
+
+    def site_changed(self) -> list[str]:
+        now = site_folders(self.rootdir)
+        return sorted(p for p in set(now) | set(self.site) if now.get(p) != self.site.get(p))
+
+    def plan(self, modules: Mapping[str, ModuleType]) -> Plan:
+        """Decide what a request gets (see the module docstring)."""
+        site_changes = self.site_changed()
+        changed = self.changed_paths()
+        if site_changes:
+            return Plan(changed, refuse=f"installed packages changed ({site_changes[0]})", restart=True)
+        if not changed:
+            return Plan([])
+        stale = set(self.graph.reverse_closure(changed))
+        for path in sorted(stale):
+            entry = self.entries.get(path)
+            if entry is None:
+                continue
+            if entry.kind in ("conftest", "config", "configure"):
+                what = {"conftest": "conftest", "config": "config file", "configure": "module imported at configure time"}
+                cause = "changed" if path in changed else "imports a changed module"
+                return Plan(changed, refuse=f"{what[entry.kind]} {path} {cause}", rebuild=True)
+        names: set[str] = set()
+        for path in stale:
+            entry = self.entries.get(path)
+            if entry is not None:
+                names.update(entry.modules)
+        # A package's submodules go with it: a fresh package object would not have them as attributes.
+        packages = {n for n in names if getattr(modules.get(n), "__path__", None) is not None}
+        if packages:
+            for name in list(modules):
+                if any(name.startswith(p + ".") for p in packages):
+                    names.add(name)
+        return Plan(changed, evict=sorted(names))
+
+
+def _fill(entry: Entry, fp: object) -> None:
+    entry.exists = bool(getattr(fp, "exists"))
+    entry.mtime_ns = int(getattr(fp, "mtime_ns"))
+    entry.ctime_ns = int(getattr(fp, "ctime_ns"))
+    entry.size = int(getattr(fp, "size"))
+    entry.inode = int(getattr(fp, "inode"))
+    entry.xxh3 = getattr(fp, "xxh3")
+
+
+def evict(modules: dict[str, ModuleType], names: Iterable[str]) -> int:
+    """Remove `names` from `modules` (sys.modules in a run child); returns how many were there."""
+    count = 0
+    for name in names:
+        if modules.pop(name, None) is not None:
+            count += 1
+    return count

@@ -1,0 +1,37 @@
+"""Which role this interpreter plays for the daemon: a normal pytest run, the template, or a run child.
+
+Kept as module globals, not environment variables: a run child replaces os.environ with the client's, and
+the client's environment must not carry daemon state into the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: "local" (a normal pytest process), "template" (the daemon while it warms and serves) or "child"
+#: (a run forked from the template for one client).
+ROLE = "local"
+
+
+@dataclass
+class ServedRun:
+    """What a run child knows about how it was served (for the report header)."""
+
+    daemon_pid: int
+    warm_age_seconds: float
+    evicted: int
+    changed: int
+
+
+#: Set in a run child before pytest's main runs.
+SERVED: ServedRun | None = None
+
+
+def set_role(role: str) -> None:
+    global ROLE
+    ROLE = role
+
+
+def set_served(info: ServedRun) -> None:
+    global SERVED
+    SERVED = info

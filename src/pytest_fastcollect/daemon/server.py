@@ -1,0 +1,564 @@
+"""The template: the daemon process that warms once and forks a child per run.
+
+Life: `python -m pytest_fastcollect.daemon serve SPEC` (spawn.py starts it detached, holding the key's lock
+file) -> warm(): pytest's own collection for the project's arguments with output discarded, so conftests and
+test modules are imported through pytest's assertion rewriting -> a freshness Snapshot -> bind the socket ->
+serve() until stopped, idle for `idle_timeout` seconds, or re-executed to rebuild its warm state.
+
+One thread, one select() loop. A run request is answered by fork(): the child serves it (child.py) and
+reports its own exit code, so a run finishes even if the template dies. The template keeps its copy of the
+connection only to notice a client that went away (its run is then terminated) and to report a child killed
+by a signal. Malformed requests are rejected and logged; the loop goes on.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import gc
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from logging.handlers import RotatingFileHandler
+from typing import Any
+
+from . import protocol, runtime
+from .freshness import RACY_MARGIN_NS, Snapshot, config_candidates
+from .paths import DaemonFiles
+
+log = logging.getLogger("pytest_fastcollect.daemon")
+
+#: Seconds a client has to send its request after connecting.
+REQUEST_DEADLINE = 5.0
+#: Re-executions in a row for files that changed during the warm-up before the template serves anyway
+#: (dirty modules are then re-imported by every run; a dirty conftest or config file refuses runs).
+MAX_REWARMS = 3
+#: Seconds between SIGTERM and SIGKILL for the run of a client that went away.
+KILL_GRACE = 5.0
+
+
+@dataclass
+class Spec:
+    """How to start a template: the key and its files' folder, the rootdir, the folder and arguments of the
+    warm-up collection, the idle timeout (seconds, 0 = never), and the fd of the held lock file."""
+
+    key: str
+    folder: str
+    rootdir: str
+    cwd: str
+    warm_args: list[str]
+    idle_timeout: float
+    lock_fd: int
+    reason: str = "started"
+    #: consecutive re-executions because files changed during the warm-up (capped: see Template.warm)
+    rewarms: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Spec:
+        data = json.loads(text)
+        return cls(**data)
+
+
+@dataclass
+class Run:
+    pid: int
+    conn: socket.socket | None
+    started: float
+    client_gone_at: float | None = None
+
+
+@dataclass
+class Counters:
+    served: int = 0
+    refused: int = 0
+    rejected: int = 0
+    killed: int = 0
+    last_error: str | None = None
+    last_refusal: str | None = None
+
+
+class _WarmRecorder:
+    """Plugin object passed to the warm-up pytest.main(): what was imported before collection started, and
+    where pytest found its configuration."""
+
+    def __init__(self) -> None:
+        self.configure_modules: set[str] = set()
+        self.inipath: str | None = None
+        self.rootpath: str | None = None
+        self.collected = 0
+
+    def pytest_collection(self, session: Any) -> None:
+        self.configure_modules = set(sys.modules)
+        config = session.config
+        self.inipath = str(config.inipath) if config.inipath else None
+        self.rootpath = str(config.rootpath)
+
+    def pytest_collection_finish(self, session: Any) -> None:
+        self.collected = len(session.items)
+
+
+def _rss_kib() -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _os_threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
+class Template:
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.files = DaemonFiles(__import__("pathlib").Path(spec.folder), spec.key)
+        self.started = time.time()
+        self.state = "warming"
+        self.state_reason = ""
+        self.warm_seconds = 0.0
+        self.warm_exit_code: int | None = None
+        self.collected = 0
+        self.snapshot: Snapshot | None = None
+        self.warnings_filters: list[Any] = []
+        self.sys_path_added: list[str] = []
+        self.counters = Counters()
+        self.runs: dict[int, Run] = {}  # by pid
+        self.listener: socket.socket | None = None
+        self.socket_inode = -1
+        self.stopping = False
+        self.reexec_reason: str | None = None
+        self.last_activity = time.monotonic()
+
+    # ---- warm-up ----------------------------------------------------------------------------------------
+    def warm(self) -> None:
+        import pytest
+
+        os.chdir(self.spec.cwd)
+        pre_path = list(sys.path)
+        pre_filters = list(warnings.filters)
+        pre_modules = set(sys.modules)
+        started_ns = time.time_ns()
+        t0 = time.perf_counter()
+        recorder = _WarmRecorder()
+        args = [
+            *self.spec.warm_args,
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:fastcollect",
+            "-o",
+            f"cache_dir={self.files.cache_dir}",
+        ]
+        log.info("warming: pytest %s (cwd %s)", " ".join(args), self.spec.cwd)
+        try:
+            self.warm_exit_code = int(pytest.main(args, plugins=[recorder]))
+        except BaseException as exc:  # noqa: BLE001 - a failed warm-up still serves (children re-import)
+            self.warm_exit_code = None
+            self.counters.last_error = f"warm-up raised {type(exc).__name__}: {exc}"
+            log.exception("warm-up raised")
+        self.warm_seconds = time.perf_counter() - t0
+        self.collected = recorder.collected
+        self.warnings_filters = pre_filters
+        warnings.filters[:] = pre_filters
+        self.sys_path_added = [p for p in sys.path if p not in pre_path]
+        configure_modules = recorder.configure_modules - pre_modules
+        self.snapshot = Snapshot(
+            self.spec.rootdir,
+            sys.modules,
+            configure_modules,
+            config_candidates(self.spec.rootdir, self.spec.cwd, recorder.inipath),
+            started_ns,
+            [os.path.abspath(p or ".") for p in sys.path],
+        )
+        if self.snapshot.dirty and self.spec.rewarms < MAX_REWARMS:
+            # Files written while (or just before) they were imported: what the template holds may be older
+            # than the file. Warm again once they are older than the margin (the next warm-up sees them
+            # settled); the cap keeps a file that changes all the time from looping forever.
+            newest = max(max(self.snapshot.entries[p].mtime_ns, self.snapshot.entries[p].ctime_ns) for p in self.snapshot.dirty)
+            time.sleep(max(0.0, (newest + RACY_MARGIN_NS - time.time_ns()) / 1e9))
+            self.reexec_reason = f"{len(self.snapshot.dirty)} files changed during the warm-up"
+            return
+        alive = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+        if alive:
+            self.state, self.state_reason = "not forkable", f"threads alive after warming: {', '.join(alive)}"
+        else:
+            self.state = "ready"
+        log.info(
+            "warm in %.2fs: exit code %s, %d items, %d modules held (%d project files), state %s %s",
+            self.warm_seconds,
+            self.warm_exit_code,
+            self.collected,
+            len(sys.modules),
+            len(self.snapshot.entries),
+            self.state,
+            self.state_reason,
+        )
+        gc.collect()
+        gc.freeze()  # warm objects are never collected: fewer copy-on-write pages in the children
+
+    # ---- socket -----------------------------------------------------------------------------------------
+    def bind(self) -> None:
+        path = str(self.files.socket)
+        try:
+            os.unlink(path)  # we hold the lock: any socket file left is stale
+        except FileNotFoundError:
+            pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            listener.bind(path)
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        self.socket_inode = os.stat(path).st_ino
+        listener.listen(64)
+        self.listener = listener
+        log.info("listening on %s", path)
+
+    def close_listener(self) -> None:
+        if self.listener is None:
+            return
+        try:
+            if os.stat(self.files.socket).st_ino == self.socket_inode:  # not a successor's socket
+                os.unlink(self.files.socket)
+        except OSError:
+            pass
+        self.listener.close()
+        self.listener = None
+
+    # ---- status -----------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        snap = self.snapshot
+        changed = snap.changed_paths() if snap is not None else []
+        return {
+            "type": "status",
+            "pid": os.getpid(),
+            "uptime": time.time() - self.started,
+            "rootdir": self.spec.rootdir,
+            "key": self.spec.key,
+            "state": self.state,
+            "state_reason": self.state_reason,
+            "started_because": self.spec.reason,
+            "warm_args": self.spec.warm_args,
+            "warm_seconds": round(self.warm_seconds, 3),
+            "warm_exit_code": self.warm_exit_code,
+            "collected": self.collected,
+            "modules_held": len(sys.modules),
+            "project_files": len(snap.entries) if snap else 0,
+            "changed_files": len(changed),
+            "rss_kib": _rss_kib(),
+            "os_threads": _os_threads(),
+            "running": len(self.runs),
+            "idle_timeout": self.spec.idle_timeout,
+            "idle_for": time.monotonic() - self.last_activity if not self.runs else 0.0,
+            "log": str(self.files.log),
+            "socket": str(self.files.socket),
+            **asdict(self.counters),
+        }
+
+    # ---- loop -------------------------------------------------------------------------------------------
+    def serve(self) -> None:
+        assert self.listener is not None
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        while not self.stopping and self.reexec_reason is None:
+            watched: list[Any] = [self.listener]
+            watched += [r.conn for r in self.runs.values() if r.conn is not None]
+            try:
+                readable, _, _ = select.select(watched, [], [], 0.25)
+            except OSError as exc:
+                if exc.errno == errno.EBADF:
+                    log.error("select: %s", exc)
+                    readable = []
+                else:
+                    raise
+            for sock in readable:
+                if sock is self.listener:
+                    self._accept()
+                else:
+                    self._client_event(sock)
+            self._reap()
+            self._escalate()
+            if self.runs:
+                self.last_activity = time.monotonic()
+            elif self.spec.idle_timeout > 0 and time.monotonic() - self.last_activity > self.spec.idle_timeout:
+                log.info("idle for %.0fs: exiting", self.spec.idle_timeout)
+                break
+        self.close_listener()
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+
+    def _accept(self) -> None:
+        assert self.listener is not None
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        self.last_activity = time.monotonic()
+        conn.setblocking(True)
+        try:
+            pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+            if uid != os.getuid():
+                self.counters.rejected += 1
+                self.counters.last_error = f"refused a connection from uid {uid} (pid {pid})"
+                log.warning(self.counters.last_error)
+                conn.close()
+                return
+            message, fds = protocol.recv(conn, deadline=time.monotonic() + REQUEST_DEADLINE, max_fds=protocol.MAX_FDS)
+        except (protocol.ProtocolError, EOFError, OSError) as exc:
+            self.counters.rejected += 1
+            self.counters.last_error = f"rejected a request: {exc}"
+            log.warning(self.counters.last_error)
+            self._reply_and_close(conn, {"type": "error", "reason": str(exc)})
+            return
+        kind = message["type"]
+        if kind == "run":
+            self._run(conn, message, fds)
+            return
+        for fd in fds:
+            os.close(fd)
+        if kind == "status" or kind == "ping":
+            self._reply_and_close(conn, self.status())
+        elif kind == "stop":
+            log.info("stop requested")
+            self._reply_and_close(conn, {"type": "ok"})
+            self.stopping = True
+        elif kind == "reload":
+            log.info("reload requested")
+            self._reply_and_close(conn, {"type": "ok"})
+            self.reexec_reason = "reload requested"
+        else:
+            self.counters.rejected += 1
+            self.counters.last_error = f"rejected a request of unknown type {kind!r}"
+            log.warning(self.counters.last_error)
+            self._reply_and_close(conn, {"type": "error", "reason": f"unknown request type {kind!r}"})
+
+    @staticmethod
+    def _reply_and_close(conn: socket.socket, message: dict[str, Any]) -> None:
+        try:
+            conn.settimeout(2.0)
+            protocol.send(conn, message)
+        except OSError:
+            pass
+        conn.close()
+
+    def _refuse(self, conn: socket.socket, fds: list[int], reason: str) -> None:
+        for fd in fds:
+            os.close(fd)
+        self.counters.refused += 1
+        self.counters.last_refusal = reason
+        log.info("refused a run: %s", reason)
+        self._reply_and_close(conn, {"type": "refused", "reason": reason})
+
+    def _run(self, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+        problem = validate_run(request, len(fds))
+        if problem:
+            self.counters.rejected += 1
+            self.counters.last_error = f"rejected a run request: {problem}"
+            log.warning(self.counters.last_error)
+            for fd in fds:
+                os.close(fd)
+            self._reply_and_close(conn, {"type": "error", "reason": problem})
+            return
+        if request["key"] != self.spec.key:
+            self._refuse(conn, fds, "key differs")
+            return
+        if self.state != "ready" or self.snapshot is None:
+            self._refuse(conn, fds, f"template {self.state}: {self.state_reason}")
+            return
+        plan = self.snapshot.plan(sys.modules)
+        if plan.refuse:
+            self._refuse(conn, fds, plan.refuse)
+            self.reexec_reason = plan.refuse
+            return
+        from .child import ChildContext, run
+
+        others = [r.conn for r in self.runs.values() if r.conn is not None]
+        assert self.listener is not None
+        ctx = ChildContext(
+            close_sockets=[self.listener, *others],
+            close_fds=[self.spec.lock_fd],
+            warnings_filters=self.warnings_filters,
+            sys_path_added=self.sys_path_added,
+            evict=plan.evict,
+            changed=len(plan.changed),
+            daemon_pid=os.getpid(),
+            warm_age=time.time() - self.snapshot.created,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded fork": native pools only
+            pid = os.fork()
+        if pid == 0:
+            run(conn, request, fds, ctx)  # never returns
+        for fd in fds:
+            os.close(fd)  # a pipe reader must see EOF when the child is done, not when the template is
+        self.counters.served += 1
+        self.runs[pid] = Run(pid, conn, time.monotonic())
+        log.info("run %d: pid %d, %d changed, %d evicted: %s", self.counters.served, pid, len(plan.changed), len(plan.evict), " ".join(request["argv"][1:])[:200])
+
+    def _client_event(self, conn: socket.socket) -> None:
+        run = next((r for r in self.runs.values() if r.conn is conn), None)
+        try:
+            conn.setblocking(False)
+            data = conn.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            # The client got its exit code and said "done": stop watching (its run is over, whatever the run
+            # left behind, e.g. a process a test started on purpose, is not ours to kill).
+            if run is not None:
+                run.conn = None
+            conn.close()
+            return
+        if run is not None:
+            log.info("client of pid %d went away: terminating its run", run.pid)
+            run.client_gone_at = time.monotonic()
+            _signal_group(run.pid, signal.SIGTERM)
+            run.conn = None
+        conn.close()
+
+    def _escalate(self) -> None:
+        now = time.monotonic()
+        for run in self.runs.values():
+            if run.client_gone_at is not None and now - run.client_gone_at > KILL_GRACE:
+                _signal_group(run.pid, signal.SIGKILL)
+
+    def _reap(self) -> None:
+        while self.runs:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            run = self.runs.pop(pid, None)
+            if run is None:
+                continue
+            if os.WIFSIGNALED(status):
+                sig = os.WTERMSIG(status)
+                self.counters.killed += 1
+                log.info("run pid %d killed by signal %d", pid, sig)
+                if run.conn is not None:
+                    try:
+                        run.conn.setblocking(True)
+                        run.conn.settimeout(1.0)
+                        protocol.send(run.conn, {"type": "exit", "code": 128 + sig, "signal": sig})
+                    except OSError:
+                        pass
+            if run.conn is not None:
+                run.conn.close()
+
+    def reexec(self) -> None:
+        """Replace this process with a fresh template (same pid, same lock): a cold interpreter re-warms."""
+        reason = self.reexec_reason or "rebuild"
+        log.info("re-executing to rebuild the warm state: %s", reason)
+        self.close_listener()
+        for run in self.runs.values():
+            if run.conn is not None:
+                run.conn.close()
+        logging.shutdown()
+        rewarms = self.spec.rewarms + 1 if reason.endswith("during the warm-up") else 0
+        spec = Spec(**{**asdict(self.spec), "reason": reason, "rewarms": rewarms})
+        os.set_inheritable(spec.lock_fd, True)
+        os.execv(sys.executable, [sys.executable, "-m", "pytest_fastcollect.daemon", "serve", "--no-detach", spec.to_json()])
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def validate_run(request: dict[str, Any], nfds: int) -> str | None:
+    """The reason a run request is malformed, or None. Shape: key str, argv list[str] (non-empty), cwd str
+    (absolute), env dict[str, str], sys_path list[str], umask int, stdio list of 3 (dict or None); exactly 3
+    fds (stdin, stdout, stderr)."""
+    if not isinstance(request.get("key"), str):
+        return "key is not a string"
+    if not _is_str_list(request.get("argv")) or not request["argv"]:
+        return "argv is not a non-empty list of strings"
+    cwd = request.get("cwd")
+    if not isinstance(cwd, str) or not os.path.isabs(cwd):
+        return "cwd is not an absolute path"
+    env = request.get("env")
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        return "env is not a dict of strings"
+    if not _is_str_list(request.get("sys_path")):
+        return "sys_path is not a list of strings"
+    if not isinstance(request.get("umask"), int) or not 0 <= request["umask"] <= 0o777:
+        return "umask is not an int in 0..0o777"
+    stdio = request.get("stdio")
+    if not isinstance(stdio, list) or len(stdio) != 3 or not all(s is None or isinstance(s, dict) for s in stdio):
+        return "stdio is not a list of 3 objects"
+    if nfds != 3:
+        return f"{nfds} file descriptors sent, 3 expected"
+    return None
+
+
+def _setup_logging(files: DaemonFiles) -> None:
+    handler = RotatingFileHandler(files.log, maxBytes=1 << 20, backupCount=1, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s pid %(process)d %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def serve_main(spec_json: str) -> int:
+    """Entry point of the daemon process (see __main__.py, which has detached it already)."""
+    spec = Spec.from_json(spec_json)
+    os.umask(0o077)  # the log, pid and cache files are the user's alone (runs get the client's umask)
+    runtime.set_role("template")
+    template = Template(spec)
+    _setup_logging(template.files)
+    try:
+        fcntl.flock(spec.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours already (inherited): re-asserted
+    except OSError as exc:
+        log.error("lock %s not held (%s): another daemon has it; exiting", template.files.lock, exc)
+        return 1
+    os.set_inheritable(spec.lock_fd, False)
+    template.files.pid.write_text(f"{os.getpid()}\n", encoding="ascii")
+    log.info("daemon pid %d for %s (key %s): %s", os.getpid(), spec.rootdir, spec.key, spec.reason)
+    try:
+        template.warm()
+        if template.reexec_reason is None:
+            template.bind()
+            template.serve()
+    except Exception:  # noqa: BLE001
+        log.exception("daemon failed")
+        template.close_listener()
+        return 1
+    if template.reexec_reason is not None and not template.stopping:
+        template.reexec()
+    log.info("daemon pid %d exits", os.getpid())
+    return 0

@@ -1,0 +1,154 @@
+"""The daemon's part in one pytest invocation: before the initial conftests (serve the run through a
+daemon, or answer a --daemon-* command) and at the end (start a daemon for the next run).
+
+Rules (docs/user-guide.md): a run uses or auto-starts a daemon only when it was started by the `pytest`
+command or `python -m pytest` (not an in-process pytest.main()), is not an xdist worker, not --help or
+--version, the plugin is on, and the auto-daemon setting is on: --fastcollect-auto-daemon /
+--no-fastcollect-auto-daemon, else ini fastcollect_auto_daemon (default true), except that the environment
+variable CI turns the default off (only the command-line flag turns it back on).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from . import runtime
+
+COMMANDS = ("daemon_start", "daemon_stop", "daemon_status", "daemon_health", "daemon_reload")
+DEFAULT_IDLE_TIMEOUT = 1800.0
+
+
+@dataclass
+class Decision:
+    """What this run decided about the daemon: `note` is the one line shown at -v; `autostart` whether to
+    start a daemon at the end of the run (the warm-up arguments are in `warm`)."""
+
+    note: str | None = None
+    autostart: bool = False
+    target: Any = None
+    warm: list[str] | None = None
+
+
+def auto_enabled(config: pytest.Config, options: Any) -> bool:
+    flag = getattr(options, "fastcollect_auto_daemon", None)
+    if flag is not None:
+        return bool(flag)
+    if os.environ.get("CI"):
+        return False
+    return bool(config.getini("fastcollect_auto_daemon"))
+
+
+def idle_timeout(config: pytest.Config) -> float:
+    """ini fastcollect_daemon_idle_timeout in seconds (0 = never); a bad value is a UsageError."""
+    text = str(config.getini("fastcollect_daemon_idle_timeout") or DEFAULT_IDLE_TIMEOUT).strip()
+    try:
+        value = float(text)
+    except ValueError:
+        raise pytest.UsageError(f"fastcollect_daemon_idle_timeout: not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise pytest.UsageError(f"fastcollect_daemon_idle_timeout: must be >= 0, got {text!r}")
+    return value
+
+
+def _command(options: Any) -> str | None:
+    given = [c for c in COMMANDS if getattr(options, c, False)]
+    if len(given) > 1:
+        raise pytest.UsageError("use one of --daemon-start/-stop/-status/-health/-reload at a time")
+    return given[0] if given else None
+
+
+def before_run(config: pytest.Config, parser: pytest.Parser, enabled: bool) -> Decision:
+    """Called from pytest_load_initial_conftests. Leaves with SystemExit(code) after a --daemon-* command or
+    a run the daemon served; otherwise returns what the local run should do at its end."""
+    options = config.known_args_namespace
+    command = _command(options)
+    if runtime.ROLE != "local":
+        return Decision()
+    if command is None:
+        if getattr(options, "help", False) or getattr(options, "version", False):
+            return Decision()
+        if not enabled or "PYTEST_XDIST_WORKER" in os.environ or not auto_enabled(config, options):
+            return Decision()
+        if not sys.platform.startswith("linux") or not in_console_main_safe():
+            return Decision()
+    from .client import NotServed, serve_run, target
+    from .paths import DaemonPathError
+
+    try:
+        tgt = target(config)
+    except DaemonPathError as exc:
+        if command is not None:
+            raise pytest.UsageError(f"pytest-fastcollect daemon: {exc}") from None
+        return Decision(note=f"daemon unavailable: {exc}")
+    if command is not None:
+        raise SystemExit(_run_command(command, config, parser, tgt))
+    try:
+        code = serve_run(tgt)
+    except NotServed as exc:
+        reason = str(exc)
+        if reason == "stale socket":
+            from .spawn import remove_stale_socket
+
+            remove_stale_socket(tgt.files)
+        return Decision(note=f"ran locally ({reason})", autostart=True, target=tgt, warm=_warm(parser, config))
+    sys.stdout.flush()
+    raise SystemExit(code)
+
+
+def in_console_main_safe() -> bool:
+    from .client import in_console_main
+
+    try:
+        return in_console_main()
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _warm(parser: pytest.Parser, config: pytest.Config) -> list[str] | None:
+    from .spawn import warm_args
+
+    try:
+        return warm_args(parser, config.invocation_params.args, config.known_args_namespace)
+    except Exception:  # noqa: BLE001 - pytest will report a bad command line itself
+        return None
+
+
+def _run_command(command: str, config: pytest.Config, parser: pytest.Parser, tgt: Any) -> int:
+    from . import control
+    from .spawn import make_spec
+
+    out = sys.stdout
+    if command == "daemon_status":
+        return control.status(tgt, out)
+    if command == "daemon_stop":
+        return control.stop(tgt, out)
+    if command == "daemon_health":
+        return control.health(tgt, out)
+    if command == "daemon_reload":
+        return control.reload(tgt, out)
+    warm = _warm(parser, config)
+    if warm is None:
+        raise pytest.UsageError("--daemon-start: cannot read the command line")
+    spec = make_spec(str(tgt.files.folder), tgt.key, tgt.rootdir, str(config.invocation_params.dir), warm, idle_timeout(config), "--daemon-start")
+    return control.start(tgt, spec, out)
+
+
+def after_run(config: pytest.Config, decision: Decision) -> None:
+    """Called when the local run ends: start a daemon for the next run if this one decided so. Never
+    raises."""
+    if not decision.autostart or decision.target is None or decision.warm is None:
+        return
+    try:
+        from .spawn import make_spec, spawn
+
+        tgt = decision.target
+        spec = make_spec(
+            str(tgt.files.folder), tgt.key, tgt.rootdir, str(config.invocation_params.dir), decision.warm, idle_timeout(config), "auto-start")
+        spawn(spec, tgt.files)
+    except Exception:  # noqa: BLE001 - the next run is simply local again
+        pass
