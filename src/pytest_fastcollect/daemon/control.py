@@ -41,8 +41,9 @@ def status_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
         ("key", status["key"]),
         ("template", state),
         ("started because", status.get("started_because") or ""),
-        ("warm-up", f"{status['warm_seconds']:.2f}s, exit code {status['warm_exit_code']}, "
-                    f"{status['collected']} items, args: {' '.join(status['warm_args']) or '(none)'}"),
+        ("warm-up", f"{status['warm_seconds']:.2f}s ({status.get('warm_method')}), {status['collected']} test "
+                    f"files imported, {status.get('warm_failed', 0)} failed; args: "
+                    f"{' '.join(status['warm_args']) or '(none)'}"),
         ("modules held", f"{status['modules_held']} ({status['project_files']} project files, "
                          f"{status['changed_files']} changed since warm-up)"),
         ("RSS", f"{rss / 1024:.1f} MiB" if isinstance(rss, int) else "unknown"),
@@ -183,8 +184,8 @@ def health(tgt: Target, out: TextIO) -> int:
     if reply is not None:
         checks.append((reply.get("key") == tgt.key, "key matches this run", reply.get("key", "?")))
         checks.append((reply.get("state") == "ready", "template forkable", reply.get("state", "?")))
-        code = reply.get("warm_exit_code")
-        checks.append((code in (0, 5), "warm-up collection", f"exit code {code}"))
+        method = reply.get("warm_method")
+        checks.append((method in ("imports", "session"), "warm-up", f"{method}, {reply.get('collected')} test files"))
     print(f"pytest-fastcollect daemon health for {tgt.rootdir}", file=out)
     for ok, name, detail in checks:
         print(f"  {'PASS' if ok else 'FAIL'}  {name}: {detail}", file=out)

@@ -34,6 +34,7 @@ from typing import Any
 from . import protocol, runtime
 from .freshness import RACY_MARGIN_NS, Snapshot, config_candidates
 from .paths import DaemonFiles
+from .warmup import WarmResult, warm_imports, warm_session
 
 log = logging.getLogger("pytest_fastcollect.daemon")
 
@@ -89,26 +90,6 @@ class Counters:
     last_refusal: str | None = None
 
 
-class _WarmRecorder:
-    """Plugin object passed to the warm-up pytest.main(): what was imported before collection started, and
-    where pytest found its configuration."""
-
-    def __init__(self) -> None:
-        self.configure_modules: set[str] = set()
-        self.inipath: str | None = None
-        self.rootpath: str | None = None
-        self.collected = 0
-
-    def pytest_collection(self, session: Any) -> None:
-        self.configure_modules = set(sys.modules)
-        config = session.config
-        self.inipath = str(config.inipath) if config.inipath else None
-        self.rootpath = str(config.rootpath)
-
-    def pytest_collection_finish(self, session: Any) -> None:
-        self.collected = len(session.items)
-
-
 def _rss_kib() -> int | None:
     try:
         with open("/proc/self/status", encoding="ascii") as f:
@@ -136,6 +117,7 @@ class Template:
         self.state_reason = ""
         self.warm_seconds = 0.0
         self.warm_exit_code: int | None = None
+        self.warm_result: WarmResult | None = None
         self.collected = 0
         self.snapshot: Snapshot | None = None
         self.warnings_filters: list[Any] = []
@@ -158,34 +140,39 @@ class Template:
         pre_modules = set(sys.modules)
         started_ns = time.time_ns()
         t0 = time.perf_counter()
-        recorder = _WarmRecorder()
         args = [
             *self.spec.warm_args,
-            "--collect-only",
-            "-q",
             "-p",
             "no:fastcollect",
             "-o",
             f"cache_dir={self.files.cache_dir}",
         ]
-        log.info("warming: pytest %s (cwd %s)", " ".join(args), self.spec.cwd)
+        log.info("warming: %s (cwd %s)", " ".join(args), self.spec.cwd)
+        result: WarmResult | None = None
         try:
-            self.warm_exit_code = int(pytest.main(args, plugins=[recorder]))
+            try:
+                result = warm_imports(args)
+            except (AttributeError, TypeError, ImportError) as exc:
+                log.warning("import-only warm-up unavailable (%s): using a --collect-only session", exc)
+                result = warm_session(args)
         except BaseException as exc:  # noqa: BLE001 - a failed warm-up still serves (children re-import)
-            self.warm_exit_code = None
             self.counters.last_error = f"warm-up raised {type(exc).__name__}: {exc}"
             log.exception("warm-up raised")
         self.warm_seconds = time.perf_counter() - t0
-        self.collected = recorder.collected
+        if result is None:
+            result = WarmResult("failed")
+        self.warm_result = result
+        self.collected = result.imported
+        self.warm_exit_code = result.exit_code
         self.warnings_filters = pre_filters
         warnings.filters[:] = pre_filters
         self.sys_path_added = [p for p in sys.path if p not in pre_path]
-        configure_modules = recorder.configure_modules - pre_modules
+        configure_modules = result.configure_modules - pre_modules
         self.snapshot = Snapshot(
             self.spec.rootdir,
             sys.modules,
             configure_modules,
-            config_candidates(self.spec.rootdir, self.spec.cwd, recorder.inipath),
+            config_candidates(self.spec.rootdir, self.spec.cwd, result.inipath),
             started_ns,
             [os.path.abspath(p or ".") for p in sys.path],
         )
@@ -203,10 +190,11 @@ class Template:
         else:
             self.state = "ready"
         log.info(
-            "warm in %.2fs: exit code %s, %d items, %d modules held (%d project files), state %s %s",
+            "warm in %.2fs (%s): %d test files imported, %d failed, %d modules held (%d project files), state %s %s",
             self.warm_seconds,
-            self.warm_exit_code,
-            self.collected,
+            result.method,
+            result.imported,
+            result.failed,
             len(sys.modules),
             len(self.snapshot.entries),
             self.state,
@@ -260,6 +248,8 @@ class Template:
             "started_because": self.spec.reason,
             "warm_args": self.spec.warm_args,
             "warm_seconds": round(self.warm_seconds, 3),
+            "warm_method": self.warm_result.method if self.warm_result else None,
+            "warm_failed": self.warm_result.failed if self.warm_result else 0,
             "warm_exit_code": self.warm_exit_code,
             "collected": self.collected,
             "modules_held": len(sys.modules),

@@ -1,4 +1,4 @@
-"""`python -m pytest_fastcollect.parity PATH [--run] [--plugin-arg=ARG ...] -- [pytest args]`
+"""`python -m pytest_fastcollect.parity PATH [--run] [--daemon] [--plugin-arg=ARG ...] -- [pytest args]`
 
 Exit code 0 when both sides agree, 1 on any difference, 2 on a usage error.
 """
@@ -27,11 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", action="store_true", help="full run instead of --collect-only -q")
     parser.add_argument("--plugin-arg", action="append", default=[], help="extra argument for the plugin side only")
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    parser.add_argument(
+        "--daemon", action="store_true", help="plugin side through the warm daemon (started if none is ready)"
+    )
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per side (default 3600)")
     ns = parser.parse_args(argv)
     if not ns.path.is_dir():
         parser.error(f"not a folder: {ns.path}")
-    cmp = referee(ns.path, pytest_args, run=ns.run, plugin_args=ns.plugin_arg, timeout=ns.timeout)
+    cmp = referee(
+        ns.path, pytest_args, run=ns.run, plugin_args=ns.plugin_arg, timeout=ns.timeout, daemon=ns.daemon
+    )
     if ns.json:
         print(json.dumps({"ok": cmp.ok, "differences": cmp.differences,
                           "plain": {"exit": cmp.plain.returncode, "items": len(cmp.plain.record.get("items", []))},

@@ -2,7 +2,7 @@
 
 It writes one JSON document to the path in $FASTCOLLECT_PARITY_RECORD at the end of the session:
   {"items": [node IDs in run order], "collect_errors": [[nodeid, first line]], "deselected": int,
-   "reports": [[nodeid, when, outcome, wasxfail]], "exitstatus": int, "fastcollect": {...} | null}
+   "reports": [[nodeid, when, outcome, wasxfail]], "exitstatus": int, "fastcollect": {"enabled", "files_scanned", "failure", "served_by_daemon", "cache"} | null}
 Under pytest-xdist only the controller writes; items then come from the workers' collection.
 """
 
@@ -16,6 +16,12 @@ import pytest
 
 ENV = "FASTCOLLECT_PARITY_RECORD"
 
+
+def _served_by_daemon() -> bool:
+    from pytest_fastcollect.daemon import runtime
+
+    return runtime.ROLE == "child"
+
 _data: dict[str, Any] = {
     "items": [],
     "collect_errors": [],
@@ -24,6 +30,11 @@ _data: dict[str, Any] = {
     "exitstatus": None,
     "fastcollect": None,
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Start empty in every session (a process may hold this module from an earlier one, e.g. a daemon).
+    _data.update(items=[], collect_errors=[], deselected=0, reports=[], exitstatus=None, fastcollect=None)
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -72,6 +83,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             "enabled": bool(state and state.enabled),
             "files_scanned": len(report.files) if report is not None else None,
             "failure": getattr(state, "failure", None),
+            "served_by_daemon": _served_by_daemon(),
         }
         stats = getattr(report, "cache", None) if report is not None else None
         if stats is not None:

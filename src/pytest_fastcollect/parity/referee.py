@@ -7,6 +7,7 @@ The plugin side must really have had the plugin active (else the comparison woul
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -57,11 +58,20 @@ class Comparison:
 
 
 def run_side(
-    name: str, path: Path, pytest_args: list[str], extra: list[str], env: dict[str, str] | None, timeout: float
+    name: str,
+    path: Path,
+    pytest_args: list[str],
+    extra: list[str],
+    env: dict[str, str] | None,
+    timeout: float,
+    record_path: str | None = None,
 ) -> Side:
-    """Run `python -m pytest <pytest_args> <extra> -p pytest_fastcollect.parity.recorder` in `path`."""
+    """Run `python -m pytest <pytest_args> <extra> -p pytest_fastcollect.parity.recorder` in `path`. The
+    recorder writes to `record_path` (a fresh temporary file when None)."""
     with tempfile.TemporaryDirectory(prefix="fastcollect-parity-") as tmp:
-        record_path = os.path.join(tmp, "record.json")
+        record_path = record_path or os.path.join(tmp, "record.json")
+        if os.path.exists(record_path):
+            os.unlink(record_path)
         run_env = dict(os.environ if env is None else env)
         run_env[ENV] = record_path
         argv = [sys.executable, "-m", "pytest", *pytest_args, *extra, "-p", "pytest_fastcollect.parity.recorder"]
@@ -71,6 +81,15 @@ def run_side(
             with open(record_path, encoding="utf-8") as fh:
                 record = json.load(fh)
     return Side(name, argv, proc.returncode, proc.stdout, proc.stderr, record)
+
+
+def daemon_record_path(path: Path) -> str:
+    """A record path that stays the same for a project: the environment is part of a daemon's key, so the
+    plugin side of a daemon comparison must not carry a new temporary path each time."""
+    folder = os.path.join(tempfile.gettempdir(), f"fastcollect-parity-{os.getuid()}")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    return os.path.join(folder, f"{digest}.json")
 
 
 def _diff_lists(label: str, a: list[str], b: list[str], limit: int = 20) -> list[str]:
@@ -95,10 +114,17 @@ def _diff_lists(label: str, a: list[str], b: list[str], limit: int = 20) -> list
     return out
 
 
-def compare(plain: Side, plugin: Side, *, ordered: bool = True, require_active: bool = True) -> Comparison:
-    """All differences between the two sides; empty means parity."""
+def compare(
+    plain: Side, plugin: Side, *, ordered: bool = True, require_active: bool = True, daemon: bool = False
+) -> Comparison:
+    """All differences between the two sides; empty means parity. With `daemon`, the plugin side must have
+    been served by the warm daemon."""
     cmp = Comparison(plain, plugin)
     d = cmp.differences
+    if daemon:
+        fc = (plugin.record or {}).get("fastcollect") or {}
+        if not fc.get("served_by_daemon"):
+            d.append(f"plugin side was not served by the daemon: {_daemon_note(plugin)}")
     if not plain.record:
         d.append(f"plain side wrote no record (exit {plain.returncode}): {plain.stderr.strip()[-500:]}")
     if not plugin.record:
@@ -145,13 +171,52 @@ def referee(
     env: dict[str, str] | None = None,
     timeout: float = 3600.0,
     require_active: bool = True,
+    daemon: bool = False,
 ) -> Comparison:
-    """Run both sides on `path` and compare. Without `run`, both sides are `--collect-only -q`."""
+    """Run both sides on `path` and compare. Without `run`, both sides are `--collect-only -q`. With
+    `daemon`, the plugin side goes through the warm daemon of `path` (started with `--daemon-start` and the
+    same arguments if none is ready) and must have been served by it."""
     args = list(pytest_args) if run else ["--collect-only", "-q", *pytest_args]
     plain = run_side("plain", path, args, ["-p", "no:fastcollect"], env, timeout)
-    plugin = run_side("plugin", path, args, list(plugin_args or []), env, timeout)
+    extra = list(plugin_args or [])
+    record_path = None
+    if daemon:
+        extra.append("--fastcollect-auto-daemon")
+        record_path = daemon_record_path(path)
+        env = {**(os.environ if env is None else env), ENV: record_path}
+        if not daemon_running(path, args, env):
+            start_daemon(path, args, env, timeout)
+    plugin = run_side("plugin", path, args, extra, env, timeout, record_path)
     ordered = not any(a == "-n" or a.startswith("-n") or a.startswith("--numprocesses") for a in pytest_args)
-    return compare(plain, plugin, ordered=ordered, require_active=require_active)
+    return compare(plain, plugin, ordered=ordered, require_active=require_active, daemon=daemon)
+
+
+def _daemon_command(path: Path, args: list[str], command: str, env: dict[str, str] | None, timeout: float) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "pytest", *args, "-p", "pytest_fastcollect.parity.recorder", command]
+    return subprocess.run(argv, cwd=path, env=dict(os.environ if env is None else env), capture_output=True, text=True, timeout=timeout)
+
+
+def daemon_running(path: Path, args: list[str], env: dict[str, str] | None) -> bool:
+    """True when the daemon for this project and these arguments' key runs and is ready."""
+    return _daemon_command(path, args, "--daemon-health", env, 60).returncode == 0
+
+
+def start_daemon(path: Path, args: list[str], env: dict[str, str] | None, timeout: float) -> None:
+    """`pytest ARGS --daemon-start` in `path` (waits until warm). Raises RuntimeError if it fails."""
+    proc = _daemon_command(path, args, "--daemon-start", env, timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"--daemon-start failed (exit {proc.returncode}): {proc.stdout[-1000:]}{proc.stderr[-1000:]}")
+
+
+def stop_daemon(path: Path, args: list[str], env: dict[str, str] | None) -> None:
+    _daemon_command(path, args, "--daemon-stop", env, 60)
+
+
+def _daemon_note(side: Side) -> str:
+    for line in side.stdout.splitlines():
+        if line.startswith("fastcollect: daemon:"):
+            return line
+    return "(no daemon line; run with -v to see why)"
 
 
 def format_report(cmp: Comparison) -> str:
@@ -173,6 +238,8 @@ def format_report(cmp: Comparison) -> str:
             if cache.get("warning"):
                 where += f"; {cache['warning']}"
         lines.append(f"plugin: files scanned {fc.get('files_scanned')} ({where})")
+        if fc.get("served_by_daemon"):
+            lines.append("plugin: served by the warm daemon")
     if cmp.ok:
         lines.append("parity: 0 differences")
     else:

@@ -1,0 +1,121 @@
+"""The template's warm-up: import what a pytest run would import, without running a session.
+
+pytest's own start-up (`_prepareconfig`: plugins, the ini file, the initial conftests, the assertion
+rewriting import hook) builds a Config; then every test file the run would collect (the C++ walker, with
+pytest's path rules) is imported the way pytest's Module collector imports it (`_pytest.pathlib.import_path`
+with the run's import mode), each after the conftests of its folder (`_loadconftestmodules`, as the
+collector does), so test modules and conftests are assertion-rewritten exactly as in a plain run. No
+session hook runs (no pytest_configure, no collection hooks), so nothing a conftest or plugin records during
+a session can leak into the runs forked later: module-level code runs once, as in any pytest process.
+
+Then the Config is unconfigured (its cleanups remove the import hook and restore capture). A file that fails
+to import is left out (the run child imports it, and reports the error, as pytest would).
+
+If this pytest lacks the private functions used here, warm_session() runs pytest's own `--collect-only`
+instead (hooks then run once in the template).
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class WarmResult:
+    """`configure_modules`: names in sys.modules once the config was made (plugins, initial conftests and
+    what they import); `imported`/`failed`: test files; `exit_code` for a session warm-up."""
+
+    method: str
+    configure_modules: set[str] = field(default_factory=set)
+    inipath: str | None = None
+    imported: int = 0
+    failed: int = 0
+    exit_code: int | None = None
+
+
+def warm_imports(args: list[str]) -> WarmResult:
+    """Import-only warm-up for command line `args` (see the module docstring). Raises AttributeError or
+    TypeError if this pytest lacks the private API (the caller falls back to warm_session)."""
+    from _pytest.config import _prepareconfig
+    from _pytest.pathlib import fnmatch_ex, import_path
+
+    from .. import _core
+    from ..paths import path_rules
+
+    config = _prepareconfig(list(args))
+    result = WarmResult("imports")
+    try:
+        result.configure_modules = set(sys.modules)
+        result.inipath = str(config.inipath) if config.inipath else None
+        options = config.known_args_namespace
+        rules = path_rules(config, list(options.file_or_dir or []), options)
+        walked = _core.walk(
+            rules.roots,
+            rules.python_files,
+            rules.norecursedirs,
+            rules.ignore_paths,
+            rules.ignore_globs,
+            rules.collect_in_virtualenv,
+            1,
+        )
+        importmode = config.getoption("importmode")
+        rootpath = config.rootpath
+        namespace_kw = _namespace_kwargs(config, import_path)
+        patterns = [str(p) for p in config.getini("python_files")]
+        pm = config.pluginmanager
+        seen_dirs: set[Path] = set()
+        for file in walked.files:
+            path = Path(file)
+            if not file.endswith(".py") or not any(fnmatch_ex(p, path) for p in patterns):
+                continue  # explicit non-matching files are imported by the run (rewriting depends on it)
+            if path.parent not in seen_dirs:
+                seen_dirs.add(path.parent)
+                try:
+                    pm._loadconftestmodules(path.parent, importmode, rootpath, **namespace_kw)
+                except Exception:  # noqa: BLE001 - the run reports a broken conftest itself
+                    pass
+            try:
+                import_path(path, mode=importmode, root=rootpath, **namespace_kw)
+                result.imported += 1
+            except KeyboardInterrupt:
+                raise
+            except BaseException:  # noqa: BLE001 - errors, pytest.skip at module level, sys.exit
+                result.failed += 1
+    finally:
+        config._ensure_unconfigure()
+    return result
+
+
+def _namespace_kwargs(config: Any, import_path: Any) -> dict[str, Any]:
+    """`consider_namespace_packages` as pytest passes it (pytest >= 8.1), or nothing for older ones."""
+    if "consider_namespace_packages" not in inspect.signature(import_path).parameters:
+        return {}
+    try:
+        return {"consider_namespace_packages": bool(config.getini("consider_namespace_packages"))}
+    except ValueError:
+        return {"consider_namespace_packages": False}
+
+
+class _SessionRecorder:
+    def __init__(self, result: WarmResult) -> None:
+        self.result = result
+
+    def pytest_collection(self, session: Any) -> None:
+        self.result.configure_modules = set(sys.modules)
+        self.result.inipath = str(session.config.inipath) if session.config.inipath else None
+
+    def pytest_collection_finish(self, session: Any) -> None:
+        self.result.imported = len(session.items)
+
+
+def warm_session(args: list[str]) -> WarmResult:
+    """Fallback warm-up: pytest's own `--collect-only` session (output goes to the daemon's /dev/null)."""
+    import pytest
+
+    result = WarmResult("session")
+    result.exit_code = int(pytest.main([*args, "--collect-only", "-q"], plugins=[_SessionRecorder(result)]))
+    return result
