@@ -22,3 +22,15 @@ def test_corpus_parity(case: str, mode: str, corpus_copy) -> None:
     fc = cmp.plugin.record["fastcollect"]
     assert fc["enabled"] and fc["files_scanned"] >= 1, report
     assert cmp.plain.record["items"] or cmp.plain.record["collect_errors"], report
+
+
+@pytest.mark.parametrize("case", corpus_cases())
+def test_corpus_parity_through_daemon(case: str, corpus_copy, daemon_env) -> None:
+    root = corpus_copy(case)
+    cmp = referee(root, BASE_ARGS, run=True, timeout=120, daemon=True)
+    report = format_report(cmp)
+    assert cmp.ok, report
+    assert cmp.plugin.record["fastcollect"]["served_by_daemon"], report
+    # a second run from the same warm template (modules already imported) is still identical
+    again = referee(root, BASE_ARGS, run=True, timeout=120, daemon=True)
+    assert again.ok, format_report(again)
