@@ -87,6 +87,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         after_run(config, decision)
 
 
+def pytest_collectstart(collector: pytest.Collector) -> None:
+    # In a run served by the warm daemon: the import-time warnings of a still-warm test module
+    # (daemon/replay.py). A no-op in every other run.
+    from .daemon import runtime
+
+    if runtime.REPLAYER is not None and isinstance(collector, pytest.Module):
+        runtime.REPLAYER.on_collect(str(collector.path))
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE, None)

@@ -43,6 +43,7 @@ class ChildContext:
     changed: int
     daemon_pid: int
     warm_age: float
+    warm: Any = None  # warmup.WarmResult
 
 
 def _exit_code(code: object) -> int:
@@ -163,6 +164,12 @@ def _setup(request: dict[str, Any], fds: list[int], ctx: ChildContext) -> None:
         sys.modules.pop(name, None)
     importlib.invalidate_caches()
     linecache.clearcache()
+    warm = ctx.warm
+    if warm is not None and warm.log is not None:
+        from .replay import Replayer
+
+        objects = {name: sys.modules[name] for name in warm.test_modules.values() if name in sys.modules}
+        runtime.set_replayer(Replayer(warm.log, warm.test_modules, set(warm.configure_modules), objects))
     runtime.set_role("child")
     runtime.set_served(runtime.ServedRun(ctx.daemon_pid, ctx.warm_age, len(ctx.evict), ctx.changed))
 

@@ -7,6 +7,7 @@ the client's environment must not carry daemon state into the tests.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 #: "local" (a normal pytest process), "template" (the daemon while it warms and serves) or "child"
 #: (a run forked from the template for one client).
@@ -35,3 +36,12 @@ def set_role(role: str) -> None:
 def set_served(info: ServedRun) -> None:
     global SERVED
     SERVED = info
+
+
+#: replay.Replayer of a run child (import-time warnings of warm test modules), else None.
+REPLAYER: Any = None
+
+
+def set_replayer(replayer: Any) -> None:
+    global REPLAYER
+    REPLAYER = replayer

@@ -395,6 +395,7 @@ class Template:
             changed=len(plan.changed),
             daemon_pid=os.getpid(),
             warm_age=time.time() - self.snapshot.created,
+            warm=self.warm_result,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded fork": native pools only

@@ -5,8 +5,9 @@ rewriting import hook) builds a Config; then every test file the run would colle
 pytest's path rules) is imported the way pytest's Module collector imports it (`_pytest.pathlib.import_path`
 with the run's import mode), each after the conftests of its folder (`_loadconftestmodules`, as the
 collector does), so test modules and conftests are assertion-rewritten exactly as in a plain run. No
-session hook runs (no pytest_configure, no collection hooks), so nothing a conftest or plugin records during
-a session can leak into the runs forked later: module-level code runs once, as in any pytest process.
+session or collection hook runs, so nothing a conftest or plugin records during a session can leak into the
+runs forked later; module-level code runs once, as in any pytest process. The config is configured
+(pytest_configure) around the imports, as it is during a real collection, and unconfigured afterwards.
 
 Then the Config is unconfigured (its cleanups remove the import hook and restore capture). A file that fails
 to import is left out (the run child imports it, and reports the error, as pytest would).
@@ -19,9 +20,12 @@ from __future__ import annotations
 
 import inspect
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .replay import ImportLog
 
 
 @dataclass
@@ -35,6 +39,9 @@ class WarmResult:
     imported: int = 0
     failed: int = 0
     exit_code: int | None = None
+    #: import-time events for replay.Replayer, and path -> module name of the imported test files
+    log: ImportLog | None = None
+    test_modules: dict[str, str] = field(default_factory=dict)
 
 
 def warm_imports(args: list[str]) -> WarmResult:
@@ -49,6 +56,9 @@ def warm_imports(args: list[str]) -> WarmResult:
     config = _prepareconfig(list(args))
     result = WarmResult("imports")
     try:
+        # Configured, as pytest is when its collection imports test modules (import-time behaviour may
+        # depend on it: e.g. `pytest.mark.X` warns about unregistered markers only in a configured process).
+        config._do_configure()
         result.configure_modules = set(sys.modules)
         result.inipath = str(config.inipath) if config.inipath else None
         options = config.known_args_namespace
@@ -68,23 +78,34 @@ def warm_imports(args: list[str]) -> WarmResult:
         patterns = [str(p) for p in config.getini("python_files")]
         pm = config.pluginmanager
         seen_dirs: set[Path] = set()
-        for file in walked.files:
-            path = Path(file)
-            if not file.endswith(".py") or not any(fnmatch_ex(p, path) for p in patterns):
-                continue  # explicit non-matching files are imported by the run (rewriting depends on it)
-            if path.parent not in seen_dirs:
-                seen_dirs.add(path.parent)
-                try:
-                    pm._loadconftestmodules(path.parent, importmode, rootpath, **namespace_kw)
-                except Exception:  # noqa: BLE001 - the run reports a broken conftest itself
-                    pass
+        log = ImportLog()
+        sys.addaudithook(log.audit)  # permanent, but records only while log.active (the warm-up)
+        result.log = log
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")  # every warning is recorded; the run's filters decide at replay
+            warnings.showwarning = log.showwarning
+            log.active = True
             try:
-                import_path(path, mode=importmode, root=rootpath, **namespace_kw)
-                result.imported += 1
-            except KeyboardInterrupt:
-                raise
-            except BaseException:  # noqa: BLE001 - errors, pytest.skip at module level, sys.exit
-                result.failed += 1
+                for file in walked.files:
+                    path = Path(file)
+                    if not file.endswith(".py") or not any(fnmatch_ex(p, path) for p in patterns):
+                        continue  # explicit non-matching files: the run imports them (rewriting depends on it)
+                    if path.parent not in seen_dirs:
+                        seen_dirs.add(path.parent)
+                        try:
+                            pm._loadconftestmodules(path.parent, importmode, rootpath, **namespace_kw)
+                        except Exception:  # noqa: BLE001 - the run reports a broken conftest itself
+                            pass
+                    try:
+                        module = import_path(path, mode=importmode, root=rootpath, **namespace_kw)
+                        result.imported += 1
+                        result.test_modules[str(path)] = module.__name__
+                    except KeyboardInterrupt:
+                        raise
+                    except BaseException:  # noqa: BLE001 - errors, pytest.skip at module level, sys.exit
+                        result.failed += 1
+            finally:
+                log.active = False
     finally:
         config._ensure_unconfigure()
     return result
