@@ -44,10 +44,8 @@ def header_lines(state: State, python_classes: list[str]) -> list[str]:
 def daemon_lines(decision: Any, verbose: int) -> list[str]:
     """A run served by the warm daemon says so (daemon pid, age of the warm state, changed files and the
     modules re-imported because of them); a local run says why it was local, at -v only."""
-    from .daemon import runtime
-
-    served = runtime.SERVED
-    if runtime.ROLE == "child" and served is not None:
+    served = getattr(decision, "served", None)
+    if served is not None:
         return [
             f"fastcollect: run by the warm daemon (pid {served.daemon_pid}, warm for {served.warm_age_seconds:.0f}s; "
             f"{served.changed} changed files, {served.evicted} modules re-imported)"

@@ -16,7 +16,7 @@ from .errors import one_line
 from .options import add_options, is_enabled
 from .state import DAEMON, STATE, State
 
-__all__ = ["STATE"]
+__all__ = ["DAEMON", "STATE"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -90,10 +90,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_collectstart(collector: pytest.Collector) -> None:
     # In a run served by the warm daemon: the import-time warnings of a still-warm test module
     # (daemon/replay.py). A no-op in every other run.
-    from .daemon import runtime
-
-    if runtime.REPLAYER is not None and isinstance(collector, pytest.Module):
-        runtime.REPLAYER.on_collect(str(collector.path))
+    decision = collector.config.stash.get(DAEMON, None)
+    replayer = getattr(decision, "replayer", None)
+    if replayer is not None and isinstance(collector, pytest.Module):
+        replayer.on_collect(str(collector.path))
 
 
 @pytest.hookimpl(trylast=True)

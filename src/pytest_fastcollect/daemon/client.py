@@ -62,18 +62,23 @@ def console_entry() -> Any:
 
 
 def in_console_main() -> bool:
-    """True when this pytest was started by the `pytest` command or `python -m pytest` (pytest's console
-    entry point is on the stack), not by an in-process pytest.main() call: only then may the process hand
-    its run to a daemon and leave with SystemExit."""
-    import _pytest.config
+    """True when this pytest was started by the `pytest` command or `python -m pytest`, not by an
+    in-process pytest.main() call (also not one made inside a test of a run that was itself started from
+    the command line): the innermost frames of pytest's main()/_main() that run this config must be called
+    directly by pytest's console entry point. Only then may the process hand its run to a daemon and
+    leave with SystemExit."""
+    import _pytest.config as cfg
 
-    codes = {f.__code__ for f in (getattr(_pytest.config, "_console_main", None), _pytest.config.console_main) if f}
+    mains = {f.__code__ for f in (cfg.main, getattr(cfg, "_main", None)) if f is not None}
+    consoles = {f.__code__ for f in (getattr(cfg, "_console_main", None), cfg.console_main) if f is not None}
     frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code in codes:
-            return True
+    while frame is not None and frame.f_code not in mains:
         frame = frame.f_back
-    return False
+    if frame is None:
+        return False
+    while frame is not None and frame.f_code in mains:  # pytest.main() -> _main() (pytest >= 9.1)
+        frame = frame.f_back
+    return frame is not None and frame.f_code in consoles
 
 
 def _stdio_info() -> tuple[list[int], list[dict[str, Any] | None], list[int]]:

@@ -45,3 +45,13 @@ REPLAYER: Any = None
 def set_replayer(replayer: Any) -> None:
     global REPLAYER
     REPLAYER = replayer
+
+
+def claim() -> tuple[ServedRun | None, Any]:
+    """(SERVED, REPLAYER) for the first pytest config of a run child, then (None, None): a pytest.main()
+    that a test calls in the same process is not the run the daemon served."""
+    global SERVED, REPLAYER
+    out = (SERVED, REPLAYER)
+    SERVED = None
+    REPLAYER = None
+    return out

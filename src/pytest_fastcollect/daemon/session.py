@@ -32,6 +32,9 @@ class Decision:
     autostart: bool = False
     target: Any = None
     warm: list[str] | None = None
+    #: in a run child, for the run the daemon forked it for (not for a pytest.main() nested in a test)
+    served: Any = None
+    replayer: Any = None
 
 
 def auto_enabled(config: pytest.Config, options: Any) -> bool:
@@ -67,6 +70,9 @@ def before_run(config: pytest.Config, parser: pytest.Parser, enabled: bool) -> D
     a run the daemon served; otherwise returns what the local run should do at its end."""
     options = config.known_args_namespace
     command = _command(options)
+    if runtime.ROLE == "child":
+        served, replayer = runtime.claim()
+        return Decision(served=served, replayer=replayer)
     if runtime.ROLE != "local":
         return Decision()
     if command is None:

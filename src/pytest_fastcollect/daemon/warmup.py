@@ -106,6 +106,7 @@ def warm_imports(args: list[str]) -> WarmResult:
                         result.failed += 1
             finally:
                 log.active = False
+        log.add_static_deps(sys.modules, set(sys.modules) - result.configure_modules)
     finally:
         config._ensure_unconfigure()
     return result

@@ -17,10 +17,9 @@ import pytest
 ENV = "FASTCOLLECT_PARITY_RECORD"
 
 
-def _served_by_daemon() -> bool:
-    from pytest_fastcollect.daemon import runtime
-
-    return runtime.ROLE == "child"
+def _served_by_daemon(config: pytest.Config, plugin: Any) -> bool:
+    decision = config.stash.get(plugin.DAEMON, None)
+    return getattr(decision, "served", None) is not None
 
 _data: dict[str, Any] = {
     "items": [],
@@ -83,7 +82,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             "enabled": bool(state and state.enabled),
             "files_scanned": len(report.files) if report is not None else None,
             "failure": getattr(state, "failure", None),
-            "served_by_daemon": _served_by_daemon(),
+            "served_by_daemon": _served_by_daemon(config, plugin),
         }
         stats = getattr(report, "cache", None) if report is not None else None
         if stats is not None:

@@ -1,0 +1,5 @@
+from pkg.util import VALUE
+
+
+def test_value():
+    assert VALUE == 1

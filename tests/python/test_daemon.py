@@ -1,0 +1,492 @@
+"""The warm daemon end to end: real `python -m pytest` processes, a real daemon, the referee as judge.
+
+Every test runs in the `daemon_env` fixture (its own socket folder; every daemon started is stopped at
+teardown). "Served" means the run's header says "run by the warm daemon"; parity means the referee finds
+0 differences between `-p no:fastcollect` and the run through the daemon.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_fastcollect.parity.referee import format_report, referee
+
+SERVED = "run by the warm daemon"
+
+
+def pytest_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", *args]
+
+
+def run(cwd: Path, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(pytest_argv(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def age(root: Path, seconds: float = 5.0) -> None:
+    """Make every file look written `seconds` ago (a file written just before a warm-up is re-checked)."""
+    past = time.time() - seconds
+    for path in root.rglob("*"):
+        os.utime(path, (past, past))
+
+
+PROJECT = {
+    "pytest.ini": "[pytest]\ntestpaths = tests\n",
+    "tests/conftest.py": """
+        import pytest
+
+        @pytest.fixture
+        def one():
+            return 1
+    """,
+    "tests/helper.py": "VALUE = 1\n",
+    "tests/test_a.py": """
+        from helper import VALUE
+
+        def test_one(one):
+            assert one == VALUE
+
+        def test_two():
+            assert 2 == 2
+    """,
+    "tests/test_b.py": """
+        import pytest
+
+        @pytest.mark.parametrize("x", [1, 2, 3])
+        def test_param(x):
+            assert x
+    """,
+}
+
+
+@pytest.fixture
+def project(tmp_path: Path, daemon_env: Path) -> Path:
+    root = tmp_path / "proj"
+    write(root, PROJECT)
+    age(root)
+    return root
+
+
+def start(root: Path, *args: str) -> int:
+    """`--daemon-start`; returns the daemon's pid."""
+    proc = run(root, *args, "--daemon-start")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    match = re.search(r"^\s+pid\s+(\d+)$", proc.stdout, re.M)
+    assert match, proc.stdout
+    return int(match.group(1))
+
+
+def status(root: Path) -> subprocess.CompletedProcess[str]:
+    return run(root, "--daemon-status")
+
+
+def wait_ready(root: Path, timeout: float = 60) -> str:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        proc = status(root)
+        if proc.returncode == 0 and re.search(r"template\s+ready", proc.stdout):
+            return proc.stdout
+        time.sleep(0.2)
+    raise AssertionError(f"daemon not ready: {status(root).stdout}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def daemon_processes(runtime: Path) -> list[int]:
+    out = []
+    for pid_dir in Path("/proc").iterdir():
+        if not pid_dir.name.isdigit():
+            continue
+        try:
+            cmd = (pid_dir / "cmdline").read_bytes().split(b"\0")
+            environ = (pid_dir / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"pytest_fastcollect.daemon" in cmd and b"serve" in cmd and str(runtime).encode() in environ:
+            if alive(int(pid_dir.name)):
+                out.append(int(pid_dir.name))
+    return out
+
+
+# ---- lifecycle ---------------------------------------------------------------------------------------------
+
+
+def test_first_run_is_local_and_starts_a_daemon_that_serves_the_second(project: Path) -> None:
+    first = run(project, "-v")
+    assert first.returncode == 0, first.stdout
+    assert SERVED not in first.stdout
+    assert "fastcollect: daemon: ran locally (no daemon)" in first.stdout
+    wait_ready(project)
+    second = run(project, "-v")
+    assert second.returncode == 0
+    assert SERVED in second.stdout, second.stdout
+    assert "5 passed" in second.stdout
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["CI", "--no-fastcollect-auto-daemon", "ini", "--help", "--version", "--no-fastcollect", "xdist-worker"],
+)
+def test_no_daemon_is_started_or_used(project: Path, daemon_env: Path, how: str) -> None:
+    env = dict(os.environ)
+    args: list[str] = []
+    if how == "CI":
+        env["CI"] = "true"
+    elif how == "ini":
+        (project / "pytest.ini").write_text("[pytest]\ntestpaths = tests\nfastcollect_auto_daemon = false\n")
+    elif how == "xdist-worker":
+        env["PYTEST_XDIST_WORKER"] = "gw0"
+    else:
+        args = [how]
+    proc = run(project, *args, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    time.sleep(0.5)
+    assert daemon_processes(daemon_env) == []
+    assert not list((daemon_env / "pytest-fastcollect").glob("*.sock")) if (daemon_env / "pytest-fastcollect").exists() else True
+
+
+def test_in_process_pytest_main_never_uses_or_starts_a_daemon(pytester: pytest.Pytester, daemon_env: Path) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest_inprocess("-v")
+    result.assert_outcomes(passed=1)
+    assert SERVED not in result.stdout.str()
+    assert daemon_processes(daemon_env) == []
+
+
+def test_ci_with_the_flag_uses_the_daemon(project: Path) -> None:
+    start(project)
+    env = {**os.environ, "CI": "true"}
+    assert SERVED not in run(project, env=env).stdout  # CI: off by default (and CI is in the key)
+    # the flag turns it on; CI is part of the environment, so this run has its own key: local + starts one
+    first = run(project, "--fastcollect-auto-daemon", env=env)
+    assert first.returncode == 0 and SERVED not in first.stdout
+    end = time.monotonic() + 60
+    while SERVED not in (proc := run(project, "--fastcollect-auto-daemon", env=env)).stdout:
+        assert time.monotonic() < end, proc.stdout
+        time.sleep(0.3)
+
+
+def test_concurrent_first_runs_start_one_daemon(project: Path, daemon_env: Path) -> None:
+    procs = [subprocess.Popen(pytest_argv("-q"), cwd=project, stdout=subprocess.DEVNULL) for _ in range(6)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    wait_ready(project)
+    time.sleep(1.0)  # a losing starter would still be exiting
+    assert len(daemon_processes(daemon_env)) == 1
+
+
+def test_status_health_reload_stop(project: Path) -> None:
+    pid = start(project)
+    out = status(project).stdout
+    for label in ("pid", "uptime", "rootdir", "key", "template", "modules held", "RSS", "requests", "last error", "log"):
+        assert re.search(rf"^\s+{label}\s", out, re.M), (label, out)
+    assert str(project) in out
+    health = run(project, "--daemon-health")
+    assert health.returncode == 0, health.stdout
+    assert "FAIL" not in health.stdout and health.stdout.count("PASS") >= 5
+    assert run(project, "--daemon-reload").returncode == 0
+    wait_ready(project)
+    assert alive(pid)  # a reload re-executes in place: same pid, fresh interpreter
+    assert "reload requested" in status(project).stdout
+    stop = run(project, "--daemon-stop")
+    assert stop.returncode == 0 and f"daemon pid {pid} stopped" in stop.stdout
+    assert not alive(pid)
+    none = status(project)
+    assert none.returncode == 1 and "no daemon" in none.stdout
+    assert run(project, "--daemon-health").returncode == 1
+
+
+def test_idle_timeout(project: Path) -> None:
+    (project / "pytest.ini").write_text("[pytest]\ntestpaths = tests\nfastcollect_daemon_idle_timeout = 1\n")
+    age(project)
+    pid = start(project)
+    end = time.monotonic() + 30
+    while alive(pid):
+        assert time.monotonic() < end, "daemon did not exit after its idle timeout"
+        time.sleep(0.2)
+
+
+# ---- a run through the daemon ----------------------------------------------------------------------------
+
+
+def test_exit_codes_come_through(project: Path) -> None:
+    start(project)
+    write(project, {"tests/test_fail.py": "def test_fail():\n    assert 0\n"})
+    failing = run(project, "-v")
+    assert SERVED in failing.stdout and failing.returncode == 1
+    usage = run(project, "-v", "--no-such-option")
+    assert usage.returncode == 4 and "unrecognized arguments" in usage.stderr
+    nothing = run(project, "-v", "-k", "nothing_matches_this")
+    assert SERVED in nothing.stdout and nothing.returncode == 5
+
+
+def test_output_goes_to_the_callers_stdout_and_stderr(project: Path) -> None:
+    write(project, {"tests/test_print.py": """
+        import sys
+
+        def test_print():
+            print("to stdout")
+            sys.stderr.write("to stderr\\n")
+            assert 0
+    """})
+    age(project)
+    start(project)
+    proc = run(project, "-v", "-rA", "tests/test_print.py")
+    assert SERVED in proc.stdout
+    assert "to stdout" in proc.stdout and "to stderr" in proc.stdout  # captured, shown in the report
+    proc = run(project, "-v", "-s", "tests/test_print.py")
+    assert "to stdout" in proc.stdout and "to stderr" in proc.stderr  # -s: the caller's own fds
+
+
+def test_pipe_to_head_returns_at_once(project: Path) -> None:
+    write(project, {"tests/test_zz_sleep.py": "import time\n\ndef test_sleep():\n    time.sleep(60)\n"})
+    age(project)
+    start(project)
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -m pytest -v | head -1"], cwd=project, capture_output=True, text=True, timeout=50
+    )
+    assert "test session starts" in proc.stdout
+    assert time.monotonic() - t0 < 30  # not the 60 s the last test sleeps
+
+
+def _popen_until(root: Path, marker: str, *args: str) -> tuple[subprocess.Popen[str], list[str]]:
+    proc = subprocess.Popen(pytest_argv(*args), cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if marker in line:
+            return proc, lines
+    raise AssertionError("".join(lines))
+
+
+def test_sigint_gives_pytests_interrupted_summary_and_exit_code_2(project: Path) -> None:
+    write(project, {"tests/test_zz_sleep.py": "import time\n\ndef test_sleep():\n    time.sleep(60)\n"})
+    age(project)
+    start(project)
+    proc, lines = _popen_until(project, "test_sleep", "-v", "tests/test_zz_sleep.py")
+    assert any(SERVED in ln for ln in lines)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2, rest
+    assert "KeyboardInterrupt" in rest
+
+
+def test_kill_9_of_the_client_kills_its_run(project: Path, tmp_path: Path) -> None:
+    pid_file = tmp_path / "run.pid"
+    write(project, {"tests/test_zz_sleep.py": f"""
+        import os, time
+
+        def test_sleep():
+            open({str(pid_file)!r}, "w").write(str(os.getpid()))
+            time.sleep(60)
+    """})
+    age(project)
+    start(project)
+    proc, _ = _popen_until(project, "test_sleep", "-v", "tests/test_zz_sleep.py")
+    end = time.monotonic() + 20
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < end
+        time.sleep(0.05)
+    run_pid = int(pid_file.read_text())
+    assert run_pid != proc.pid  # the test really runs in the daemon's child
+    proc.kill()
+    proc.wait()
+    end = time.monotonic() + 20
+    while alive(run_pid):
+        assert time.monotonic() < end, "the run outlived its client"
+        time.sleep(0.1)
+
+
+def test_kill_9_of_the_daemon_lets_the_run_finish(project: Path, tmp_path: Path) -> None:
+    flag = tmp_path / "started"
+    write(project, {"tests/test_zz_sleep.py": f"""
+        import time
+
+        def test_sleep():
+            open({str(flag)!r}, "w").close()
+            time.sleep(3)
+    """})
+    age(project)
+    daemon = start(project)
+    proc = subprocess.Popen(pytest_argv("-v", "tests/test_zz_sleep.py"), cwd=project, stdout=subprocess.PIPE, text=True)
+    end = time.monotonic() + 20
+    while not flag.exists():
+        assert time.monotonic() < end
+        time.sleep(0.05)
+    os.kill(daemon, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=60)
+    assert SERVED in out
+    assert proc.returncode == 0 and "1 passed" in out, out
+
+
+def test_stale_socket_is_cleaned_up(project: Path, daemon_env: Path) -> None:
+    daemon = start(project)
+    os.kill(daemon, signal.SIGKILL)
+    while alive(daemon):
+        time.sleep(0.05)
+    sockets = list((daemon_env / "pytest-fastcollect").glob("*.sock"))
+    assert len(sockets) == 1  # left behind by the killed daemon
+    stale_inode = sockets[0].stat().st_ino
+    proc = run(project, "-v")
+    assert proc.returncode == 0 and SERVED not in proc.stdout
+    wait_ready(project)  # the run removed the stale socket and started a new daemon
+    assert sockets[0].stat().st_ino != stale_inode
+    assert SERVED in run(project, "-v").stdout
+
+
+def test_socket_folder_open_to_others_is_refused(project: Path, daemon_env: Path) -> None:
+    folder = daemon_env / "pytest-fastcollect"
+    folder.mkdir(mode=0o700)
+    os.chmod(folder, 0o755)
+    proc = run(project, "-v")
+    assert proc.returncode == 0  # a local run, never a crash
+    assert "daemon unavailable" in proc.stdout and "refused" in proc.stdout
+    assert run(project, "--daemon-start").returncode == 4  # an explicit command says why
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another user")
+def test_a_second_users_connection_is_refused(project: Path, daemon_env: Path) -> None:
+    start(project)
+    folder = daemon_env / "pytest-fastcollect"
+    (sock_path,) = folder.glob("*.sock")
+    # open the way for uid 65534 (the daemon's own check must still refuse it)
+    os.chmod(daemon_env, 0o711)
+    os.chmod(folder, 0o711)
+    os.chmod(sock_path, 0o666)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(5)
+            s.connect(str(sock_path))
+            s.sendall(b"PFC\x01" + struct.pack("!I", 16) + b'{"type":"stop"}' + b" ")
+            try:
+                answer = s.recv(100)
+            except ConnectionResetError:  # closed with our bytes unread
+                answer = b""
+            code = 0 if answer == b"" else 2  # closed without an answer
+        finally:
+            os._exit(code)
+    _, status_code = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status_code) == 0
+    os.chmod(folder, 0o700)  # the client side refuses a folder open to others
+    os.chmod(daemon_env, 0o700)
+    out = status(project).stdout  # still running: the stop request was not obeyed
+    assert "refused a connection from uid 65534" in out
+    assert SERVED in run(project, "-v").stdout
+
+
+def test_garbage_and_oversized_frames_are_rejected_and_the_daemon_serves_on(project: Path, daemon_env: Path) -> None:
+    start(project)
+    (sock_path,) = (daemon_env / "pytest-fastcollect").glob("*.sock")
+    payloads = [
+        os.urandom(256),
+        b"PFC\x01" + struct.pack("!I", 1 << 30),  # claims 1 GiB
+        b"PFC\x09" + struct.pack("!I", 2) + b"{}",  # another protocol version
+        b"PFC\x01" + struct.pack("!I", 5) + b"[1,2]",  # not an object
+        b"PFC\x01" + struct.pack("!I", 40) + b'{"type":"run","argv":"not a list"}    ',
+    ]
+    for payload in payloads:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(str(sock_path))
+        s.sendall(payload)
+        try:
+            s.recv(4096)
+        except OSError:
+            pass
+        s.close()
+    out = status(project).stdout
+    assert re.search(r"(\d+) rejected", out) and int(re.search(r"(\d+) rejected", out).group(1)) >= len(payloads)
+    assert SERVED in run(project, "-v").stdout
+
+
+# ---- parity through the daemon, across edits ------------------------------------------------------------
+
+
+def _parity(root: Path, *args: str, served: bool = True) -> None:
+    cmp = referee(root, ["-p", "no:cacheprovider", *args], run=True, timeout=120, daemon=served)
+    assert cmp.ok, format_report(cmp)
+
+
+def test_parity_after_edits_between_runs(project: Path) -> None:
+    _parity(project)
+    # a test file
+    (project / "tests/test_a.py").write_text((project / "tests/test_a.py").read_text() + "\ndef test_three():\n    assert 0\n")
+    _parity(project)
+    # a helper module imported by a test
+    (project / "tests/helper.py").write_text("VALUE = 2\n")
+    _parity(project)
+    # a new test file, then a deleted one
+    write(project, {"tests/test_new.py": "from helper import VALUE\n\ndef test_new():\n    assert VALUE == 2\n"})
+    _parity(project)
+    (project / "tests/test_b.py").unlink()
+    _parity(project)
+
+
+@pytest.mark.parametrize("what", ["conftest", "ini"])
+def test_conftest_or_ini_edit_refuses_then_rebuilds(project: Path, what: str) -> None:
+    _parity(project)
+    if what == "conftest":
+        (project / "tests/conftest.py").write_text("import pytest\n\n@pytest.fixture\ndef one():\n    return 2\n")
+    else:
+        (project / "pytest.ini").write_text("[pytest]\ntestpaths = tests\naddopts = -k 'not test_two'\n")
+    refused = run(project, "-v")
+    assert SERVED not in refused.stdout and "refused" in refused.stdout, refused.stdout
+    _parity(project, served=False)  # the local run is pytest's own
+    end = time.monotonic() + 60
+    while SERVED not in run(project, "-v").stdout:  # the template rebuilt itself in the background
+        assert time.monotonic() < end
+        time.sleep(0.3)
+    _parity(project)
+
+
+def test_import_warnings_of_a_subset_run(tmp_path: Path, daemon_env: Path) -> None:
+    """Warmed with every file, then one file: the warnings its import raises (including those of a helper
+    that another file imported first during the warm-up) are in the summary exactly as in a plain run."""
+    import shutil
+
+    from _corpus import CORPUS
+
+    root = tmp_path / "import_warnings"
+    shutil.copytree(CORPUS / "import_warnings", root)
+    age(root)
+    run(root, "-p", "no:cacheprovider", "-p", "pytest_fastcollect.parity.recorder", "--daemon-start")
+    for args in (["test_b.py"], ["test_a.py"], ["pkg"], [], ["-W", "error::DeprecationWarning"]):
+        cmp = referee(root, ["-p", "no:cacheprovider", *args], run=True, timeout=120, daemon=True)
+        if not cmp.ok:
+            for f in (daemon_env / "pytest-fastcollect").glob("*.log"):
+                print(f.read_text())
+        assert cmp.ok, format_report(cmp)
