@@ -276,26 +276,29 @@ def test_pipe_to_head_returns_at_once(project: Path) -> None:
     assert time.monotonic() - t0 < 30  # not the 60 s the last test sleeps
 
 
-def _popen_until(root: Path, marker: str, *args: str) -> tuple[subprocess.Popen[str], list[str]]:
-    proc = subprocess.Popen(pytest_argv(*args), cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
+def _popen_until(root: Path, marker: str, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a client and read its output (unbuffered: pytest writes a test's node ID before running it,
+    with no newline) until `marker` appears."""
+    proc = subprocess.Popen(pytest_argv(*args), cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-        if marker in line:
-            return proc, lines
-    raise AssertionError("".join(lines))
+    seen = b""
+    end = time.monotonic() + 60
+    while marker.encode() not in seen:
+        chunk = os.read(proc.stdout.fileno(), 4096)
+        assert chunk and time.monotonic() < end, seen.decode()
+        seen += chunk
+    return proc, seen.decode()
 
 
 def test_sigint_gives_pytests_interrupted_summary_and_exit_code_2(project: Path) -> None:
     write(project, {"tests/test_zz_sleep.py": "import time\n\ndef test_sleep():\n    time.sleep(60)\n"})
     age(project)
     start(project)
-    proc, lines = _popen_until(project, "test_sleep", "-v", "tests/test_zz_sleep.py")
-    assert any(SERVED in ln for ln in lines)
+    proc, seen = _popen_until(project, "::test_sleep", "-v", "tests/test_zz_sleep.py")
+    assert SERVED in seen
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=30)
+    rest = proc.communicate(timeout=30)[0].decode()
     assert proc.returncode == 2, rest
     assert "KeyboardInterrupt" in rest
 
@@ -311,7 +314,7 @@ def test_kill_9_of_the_client_kills_its_run(project: Path, tmp_path: Path) -> No
     """})
     age(project)
     start(project)
-    proc, _ = _popen_until(project, "test_sleep", "-v", "tests/test_zz_sleep.py")
+    proc, _ = _popen_until(project, "::test_sleep", "-v", "tests/test_zz_sleep.py")
     end = time.monotonic() + 20
     while not pid_file.exists() or not pid_file.read_text():
         assert time.monotonic() < end
@@ -436,6 +439,14 @@ def test_garbage_and_oversized_frames_are_rejected_and_the_daemon_serves_on(proj
 # ---- parity through the daemon, across edits ------------------------------------------------------------
 
 
+def referee_env(root: Path) -> dict[str, str]:
+    """The environment of the referee's plugin side (its record path is part of the daemon's key)."""
+    from pytest_fastcollect.parity.recorder import ENV
+    from pytest_fastcollect.parity.referee import daemon_record_path
+
+    return {**os.environ, ENV: daemon_record_path(root)}
+
+
 def _parity(root: Path, *args: str, served: bool = True) -> None:
     cmp = referee(root, ["-p", "no:cacheprovider", *args], run=True, timeout=120, daemon=served)
     assert cmp.ok, format_report(cmp)
@@ -463,11 +474,12 @@ def test_conftest_or_ini_edit_refuses_then_rebuilds(project: Path, what: str) ->
         (project / "tests/conftest.py").write_text("import pytest\n\n@pytest.fixture\ndef one():\n    return 2\n")
     else:
         (project / "pytest.ini").write_text("[pytest]\ntestpaths = tests\naddopts = -k 'not test_two'\n")
-    refused = run(project, "-v")
+    env = referee_env(project)  # the same key as the referee's daemon
+    refused = run(project, "-v", env=env)
     assert SERVED not in refused.stdout and "refused" in refused.stdout, refused.stdout
     _parity(project, served=False)  # the local run is pytest's own
     end = time.monotonic() + 60
-    while SERVED not in run(project, "-v").stdout:  # the template rebuilt itself in the background
+    while SERVED not in run(project, "-v", env=env).stdout:  # the template rebuilt itself in the background
         assert time.monotonic() < end
         time.sleep(0.3)
     _parity(project)
