@@ -101,7 +101,8 @@ def bench_suite(name: str, pairs: int, wanted: list[str]) -> dict:
     # --pyargs ARGS hold the package name; a node ID is given as a path, so drop the package positional
     options = [a for a in base if a not in (name, "--pyargs")]
     scenarios = {
-        "one": [*options, os.path.join(pkg_dir, ONE_TEST[name]), "-q"],
+        # --rootdir: the rootdir (part of a daemon's key) of the --pyargs run, so the suite's daemon serves it
+        "one": [*options, f"--rootdir={cwd}", os.path.join(pkg_dir, ONE_TEST[name]), "-q"],
         "collect": [*base, "--collect-only", "-q"],
     }
     try:
@@ -114,7 +115,7 @@ def bench_suite(name: str, pairs: int, wanted: list[str]) -> dict:
             timed(daemon_cmd, cwd, env)
             plain_t, daemon_t, version_t, rss = [], [], [], []
             plain_counts, daemon_counts = set(), set()
-            served_before = served_count(status(python, cwd, base, env))
+            served_before = served_count(status(python, cwd, args, env))
             for _ in range(pairs):
                 s, r, code, out = timed(plain_cmd, cwd, env)
                 plain_t.append(s)
@@ -125,7 +126,7 @@ def bench_suite(name: str, pairs: int, wanted: list[str]) -> dict:
                 daemon_counts.add((code, counts(out)))
                 if scenario == "one":
                     version_t.append(timed([python, "-m", "pytest", "--version"], cwd, env)[0])
-            served_after = served_count(status(python, cwd, base, env))
+            served_after = served_count(status(python, cwd, args, env))
             comparable = plain_counts == daemon_counts and len(plain_counts) == 1
             row = {
                 "scenario": scenario,

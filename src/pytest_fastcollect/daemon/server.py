@@ -448,6 +448,7 @@ class Template:
             run = self.runs.pop(pid, None)
             if run is None:
                 continue
+            log.info("run pid %d ended (status %d) after %.3fs", pid, status, time.monotonic() - run.started)
             if os.WIFSIGNALED(status):
                 sig = os.WTERMSIG(status)
                 self.counters.killed += 1

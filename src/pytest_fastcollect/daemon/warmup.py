@@ -94,7 +94,9 @@ def warm_imports(args: list[str]) -> WarmResult:
                         seen_dirs.add(path.parent)
                         try:
                             pm._loadconftestmodules(path.parent, importmode, rootpath, **namespace_kw)
-                        except Exception:  # noqa: BLE001 - the run reports a broken conftest itself
+                        except KeyboardInterrupt:
+                            raise
+                        except BaseException:  # noqa: BLE001 - a broken or skipping conftest: the run reports it
                             pass
                     try:
                         module = import_path(path, mode=importmode, root=rootpath, **namespace_kw)
