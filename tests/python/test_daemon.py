@@ -385,6 +385,7 @@ def test_a_second_users_connection_is_refused(project: Path, daemon_env: Path) -
     os.chmod(daemon_env, 0o711)
     os.chmod(folder, 0o711)
     os.chmod(sock_path, 0o666)
+    report = daemon_env / "child-error.txt"
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         code = 1
@@ -400,10 +401,14 @@ def test_a_second_users_connection_is_refused(project: Path, daemon_env: Path) -
             except ConnectionResetError:  # closed with our bytes unread
                 answer = b""
             code = 0 if answer == b"" else 2  # closed without an answer
+            if code:
+                report.write_text(repr(answer))
+        except BaseException as exc:
+            report.write_text(repr(exc))
         finally:
             os._exit(code)
     _, status_code = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status_code) == 0
+    assert os.waitstatus_to_exitcode(status_code) == 0, report.read_text() if report.exists() else ""
     os.chmod(folder, 0o700)  # the client side refuses a folder open to others
     os.chmod(daemon_env, 0o700)
     out = status(project).stdout  # still running: the stop request was not obeyed

@@ -108,7 +108,7 @@ def warm_args(parser: Any, args: Sequence[str], effective: Any) -> list[str]:
     """The warm-up collection's arguments for a run with command line `args` (pytest.Parser `parser`):
     the positional paths without `::` parts, and the import-relevant options given explicitly; plus the
     effective assertion and import modes (`effective`: config.known_args_namespace; both are in the key)."""
-    given = parser.parse_known_args(list(args))
+    given, unknown = parser.parse_known_and_unknown_args(list(args))
     default = parser.parse_known_args([])
     out: list[str] = []
     for dest, flag in _IMPORT_OPTIONS.items():
@@ -124,7 +124,9 @@ def warm_args(parser: Any, args: Sequence[str], effective: Any) -> list[str]:
         value = getattr(effective, mode_dest, None)
         if value:
             out.append(f"{flag}={value}")
-    for item in getattr(given, "file_or_dir", None) or []:
+    # pytest 8 leaves positionals that follow an option among the unknown args (its parse_args appends them)
+    positional = [*(getattr(given, "file_or_dir", None) or []), *(u for u in unknown if not u.startswith("-"))]
+    for item in positional:
         out.append(str(item).split("::", 1)[0])
     return out
 
