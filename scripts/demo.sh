@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: install pytest-fastcollect, then run plain `pytest` with the plugin on click's real test
-# suite (from its PyPI sdist, in a venv outside this repo), then the parity referee on the same suite.
+# suite (from its PyPI sdist, in a venv outside this repo), then the parity referee on the same suite, then
+# the same through the warm daemon (a second run served by the daemon the first one started).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -15,3 +16,17 @@ echo "== pytest with pytest-fastcollect on click ($cwd)"
 "$py" -m pytest "${args[@]}" --collect-only | sed -n '1,6p'
 echo "== parity referee: full run of click's suite, plugin on vs -p no:fastcollect"
 "$py" -m pytest_fastcollect.parity "$cwd" --run -- "${args[@]}"
+echo "== the warm daemon: the first run starts one, the second is served by it"
+export XDG_RUNTIME_DIR=$(mktemp -d /tmp/fcdemoXXXX)   # a socket folder of its own (removed at the end)
+chmod 700 "$XDG_RUNTIME_DIR"
+stop_daemons() {  # every daemon started here (the referee's has a key of its own), then their folder
+  for f in "$XDG_RUNTIME_DIR"/pytest-fastcollect/*.pid; do [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+  sleep 1; rm -rf "$XDG_RUNTIME_DIR"
+}
+trap stop_daemons EXIT
+"$py" -m pytest "${args[@]}" --fastcollect-auto-daemon -q | tail -1
+"$py" -m pytest "${args[@]}" --daemon-start | sed -n '1p'
+"$py" -m pytest "${args[@]}" --fastcollect-auto-daemon | grep -E "warm daemon|passed"
+"$py" -m pytest "${args[@]}" --daemon-status
+echo "== parity referee through the daemon: full run of click's suite"
+"$py" -m pytest_fastcollect.parity "$cwd" --run --daemon -- "${args[@]}"

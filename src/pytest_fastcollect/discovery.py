@@ -47,6 +47,20 @@ class ScanReport:
         return sum(m.test_count(python_classes) for m in self.modules)
 
 
+def walk(rules: PathRules, threads: int = 0) -> Any:
+    """The C++ walk of `rules.roots` with pytest's path rules: a _core.WalkResult (files in pytest's
+    collection order, conftests, errors)."""
+    return _core.walk(
+        rules.roots,
+        rules.python_files,
+        rules.norecursedirs,
+        rules.ignore_paths,
+        rules.ignore_globs,
+        rules.collect_in_virtualenv,
+        threads,
+    )
+
+
 def scan(
     rules: PathRules,
     python_functions: list[str],
@@ -58,15 +72,7 @@ def scan(
     threads (0 = one per core), through the discovery cache at `cache` when given. Raises nothing for
     per-file problems (they are in the ModuleInfo) or for a bad cache file (see CacheStats.warning)."""
     t0 = time.perf_counter()
-    walked = _core.walk(
-        rules.roots,
-        rules.python_files,
-        rules.norecursedirs,
-        rules.ignore_paths,
-        rules.ignore_globs,
-        rules.collect_in_virtualenv,
-        threads,
-    )
+    walked = walk(rules, threads)
     t1 = time.perf_counter()
     py_files = [f for f in walked.files if f.endswith(".py")]
     stats = None

@@ -507,3 +507,20 @@ def test_import_warnings_of_a_subset_run(tmp_path: Path, daemon_env: Path) -> No
             for f in (daemon_env / "pytest-fastcollect").glob("*.log"):
                 print(f.read_text())
         assert cmp.ok, format_report(cmp)
+
+
+def test_stdin_reaches_the_run(project: Path) -> None:
+    """`input()` in a test with -s reads the caller's stdin (the fd is passed, not a copy of the data)."""
+    write(project, {"tests/test_input.py": "def test_input():\n    assert input() == 'hello from the caller'\n"})
+    age(project)
+    start(project)
+    proc = subprocess.run(pytest_argv("-v", "-s", "tests/test_input.py"), cwd=project, input="hello from the caller\n",
+                          capture_output=True, text=True, timeout=60)
+    assert SERVED in proc.stdout
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_xdist_run_through_the_daemon(project: Path) -> None:
+    """The run child is the xdist controller; its workers are fresh interpreters, as in a plain run."""
+    pytest.importorskip("xdist")
+    _parity(project, "-n", "2")

@@ -50,7 +50,7 @@ def warm_imports(args: list[str]) -> WarmResult:
     from _pytest.config import _prepareconfig
     from _pytest.pathlib import fnmatch_ex, import_path
 
-    from .. import _core
+    from ..discovery import walk
     from ..paths import path_rules
 
     config = _prepareconfig(list(args))
@@ -63,15 +63,7 @@ def warm_imports(args: list[str]) -> WarmResult:
         result.inipath = str(config.inipath) if config.inipath else None
         options = config.known_args_namespace
         rules = path_rules(config, list(options.file_or_dir or []), options)
-        walked = _core.walk(
-            rules.roots,
-            rules.python_files,
-            rules.norecursedirs,
-            rules.ignore_paths,
-            rules.ignore_globs,
-            rules.collect_in_virtualenv,
-            1,
-        )
+        walked = walk(rules, 1)
         importmode = config.getoption("importmode")
         rootpath = config.rootpath
         namespace_kw = _namespace_kwargs(config, import_path)
