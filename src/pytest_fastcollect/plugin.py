@@ -56,11 +56,24 @@ def pytest_load_initial_conftests(
     # the whole run from here with this process's real terminal (SystemExit with the run's exit code);
     # otherwise the scan overlaps the import of the initial conftests and of everything they import.
     namespace = early_config.known_args_namespace
-    from .daemon.session import before_run
-
-    early_config.stash[DAEMON] = before_run(early_config, parser, is_enabled(early_config, namespace))
+    early_config.stash[DAEMON] = _daemon_decision(early_config, parser, namespace)
     _start(early_config, list(namespace.file_or_dir or []), namespace)
     return (yield)
+
+
+def _daemon_decision(config: pytest.Config, parser: pytest.Parser, namespace: Any) -> Any:
+    # SystemExit (a served run, a --daemon-* command) and UsageError (a bad daemon option) go through; any
+    # other failure of the daemon part leaves a local run and a note for the -v header.
+    try:
+        from .daemon.session import before_run
+
+        return before_run(config, parser, is_enabled(config, namespace))
+    except pytest.UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        from .daemon.session import Decision
+
+        return Decision(note=f"daemon unavailable: {one_line(exc)}")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -34,23 +34,49 @@ class NotServed(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """The daemon a run may use: its key, the material hashed into it, its files, and the rootdir."""
+    """The daemon a run may use: its key, the material hashed into it, its files, the rootdir, and the
+    digest of the test files the run's collection would consider (the daemon serves only runs whose files
+    are exactly the ones it imported, in the same order)."""
 
     key: str
     material: dict[str, Any]
     files: DaemonFiles
     rootdir: str
+    files_digest: str = ""
 
 
-def target(config: pytest.Config, create: bool = True) -> Target:
-    """The daemon for this run. Raises paths.DaemonPathError for an unusable socket folder."""
+def files_digest(files: list[str]) -> str:
+    """20 hex digits of SHA-256 over the ordered list of candidate test files."""
+    import hashlib
+
+    return hashlib.sha256("\0".join(files).encode("utf-8", "surrogateescape")).hexdigest()[:20]
+
+
+def run_files(config: pytest.Config, positional: list[str]) -> tuple[list[str], list[str]]:
+    """(initial paths, candidate `.py` test files in pytest's order) of a run with these positional
+    arguments: the C++ walker with pytest's path rules (paths.path_rules), one thread."""
+    from ..discovery import walk
+    from ..paths import path_rules
+
+    rules = path_rules(config, positional, config.known_args_namespace)
+    return list(rules.roots), [f for f in walk(rules, 1).files if f.endswith(".py")]
+
+
+def target(config: pytest.Config, positional: list[str] | None = None, create: bool = True) -> Target:
+    """The daemon for this run: one per key, and the key includes the run's initial paths, so `pytest`,
+    `pytest tests/unit` and `pytest tests/unit/test_x.py::test_y` each have a daemon warmed for what they
+    import. Raises paths.DaemonPathError for an unusable socket folder."""
     dists = {(dist.project_name, dist.version) for _, dist in config.pluginmanager.list_plugin_distinfo()}
     material = key_material(config.rootpath, dists)
     options = config.known_args_namespace
     material["assertmode"] = str(getattr(options, "assertmode", ""))
     material["importmode"] = str(getattr(options, "importmode", ""))
+    if positional is None:
+        positional = list(options.file_or_dir or [])
+    roots, files = run_files(config, positional)
+    material["roots"] = roots
     key = key_of(material)
-    return Target(key, material, daemon_files(key, create=create), str(config.rootpath))
+    return Target(key, material, daemon_files(key, create=create), str(config.rootpath), files_digest(files))
 
 
 def console_entry() -> Any:
@@ -153,6 +179,7 @@ def serve_run(tgt: Target) -> int:
         "sys_path": [str(p) for p in sys.path],
         "umask": _umask(),
         "stdio": infos,
+        "files_digest": tgt.files_digest,
     }
     try:
         try:

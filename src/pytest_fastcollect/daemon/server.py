@@ -62,6 +62,8 @@ class Spec:
     reason: str = "started"
     #: consecutive re-executions because files changed during the warm-up (capped: see Template.warm)
     rewarms: int = 0
+    #: client.files_digest of the test files the starter's run would collect: the warm-up must see the same
+    files_digest: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -128,6 +130,7 @@ class Template:
         self.socket_inode = -1
         self.stopping = False
         self.reexec_reason: str | None = None
+        self.next_digest: str | None = None
         self.last_activity = time.monotonic()
 
     # ---- warm-up ----------------------------------------------------------------------------------------
@@ -185,7 +188,12 @@ class Template:
             self.reexec_reason = f"{len(self.snapshot.dirty)} files changed during the warm-up"
             return
         alive = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
-        if alive:
+        if result.method == "imports" and self.spec.files_digest and result.files_digest != self.spec.files_digest:
+            # the warm-up walked other test files than the run that started it: serving would give runs other
+            # imports than a plain run; no rebuild loop either: runs are local until a reload
+            self.state = "mismatch"
+            self.state_reason = "the warm-up found other test files than its starter's run"
+        elif alive:
             self.state, self.state_reason = "not forkable", f"threads alive after warming: {', '.join(alive)}"
         else:
             self.state = "ready"
@@ -249,6 +257,7 @@ class Template:
             "warm_args": self.spec.warm_args,
             "warm_seconds": round(self.warm_seconds, 3),
             "warm_method": self.warm_result.method if self.warm_result else None,
+            "files_digest": self.warm_result.files_digest if self.warm_result else "",
             "warm_failed": self.warm_result.failed if self.warm_result else 0,
             "warm_exit_code": self.warm_exit_code,
             "collected": self.collected,
@@ -374,6 +383,16 @@ class Template:
         if request["key"] != self.spec.key:
             self._refuse(conn, fds, "key differs")
             return
+        warm = self.warm_result
+        if self.state == "ready" and warm is not None and warm.method == "imports" and (
+            request.get("files_digest") != warm.files_digest
+        ):
+            # a test file was added or removed since the warm-up: a plain run would import another set of
+            # files; warm again with the same arguments, expecting the files this run sees
+            self._refuse(conn, fds, "test files added or removed since the warm-up")
+            self.reexec_reason = "test files added or removed"
+            self.next_digest = str(request.get("files_digest") or "")
+            return
         if self.state != "ready" or self.snapshot is None:
             self._refuse(conn, fds, f"template {self.state}: {self.state_reason}")
             return
@@ -473,7 +492,8 @@ class Template:
                 run.conn.close()
         logging.shutdown()
         rewarms = self.spec.rewarms + 1 if reason.endswith("during the warm-up") else 0
-        spec = Spec(**{**asdict(self.spec), "reason": reason, "rewarms": rewarms})
+        digest = self.next_digest if self.next_digest is not None else self.spec.files_digest
+        spec = Spec(**{**asdict(self.spec), "reason": reason, "rewarms": rewarms, "files_digest": digest})
         os.set_inheritable(spec.lock_fd, True)
         os.execv(sys.executable, [sys.executable, "-m", "pytest_fastcollect.daemon", "serve", "--no-detach", spec.to_json()])
 
@@ -494,8 +514,8 @@ def _is_str_list(value: Any) -> bool:
 
 def validate_run(request: dict[str, Any], nfds: int) -> str | None:
     """The reason a run request is malformed, or None. Shape: key str, argv list[str] (non-empty), cwd str
-    (absolute), env dict[str, str], sys_path list[str], umask int, stdio list of 3 (dict or None); exactly 3
-    fds (stdin, stdout, stderr)."""
+    (absolute), env dict[str, str], sys_path list[str], umask int, stdio list of 3 (dict or None), optional
+    files_digest str; exactly 3 fds (stdin, stdout, stderr)."""
     if not isinstance(request.get("key"), str):
         return "key is not a string"
     if not _is_str_list(request.get("argv")) or not request["argv"]:
@@ -513,6 +533,8 @@ def validate_run(request: dict[str, Any], nfds: int) -> str | None:
     stdio = request.get("stdio")
     if not isinstance(stdio, list) or len(stdio) != 3 or not all(s is None or isinstance(s, dict) for s in stdio):
         return "stdio is not a list of 3 objects"
+    if not isinstance(request.get("files_digest", ""), str):
+        return "files_digest is not a string"
     if nfds != 3:
         return f"{nfds} file descriptors sent, 3 expected"
     return None

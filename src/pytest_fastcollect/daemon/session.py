@@ -86,7 +86,9 @@ def before_run(config: pytest.Config, parser: pytest.Parser, enabled: bool) -> D
     from .paths import DaemonPathError
 
     try:
-        tgt = target(config)
+        from .spawn import positional_args
+
+        tgt = target(config, positional_args(parser, config.invocation_params.args))
     except DaemonPathError as exc:
         if command is not None:
             raise pytest.UsageError(f"pytest-fastcollect daemon: {exc}") from None
@@ -140,7 +142,16 @@ def _run_command(command: str, config: pytest.Config, parser: pytest.Parser, tgt
     warm = _warm(parser, config)
     if warm is None:
         raise pytest.UsageError("--daemon-start: cannot read the command line")
-    spec = make_spec(str(tgt.files.folder), tgt.key, tgt.rootdir, str(config.invocation_params.dir), warm, idle_timeout(config), "--daemon-start")
+    spec = make_spec(
+        str(tgt.files.folder),
+        tgt.key,
+        tgt.rootdir,
+        str(config.invocation_params.dir),
+        warm,
+        idle_timeout(config),
+        "--daemon-start",
+        tgt.files_digest,
+    )
     return control.start(tgt, spec, out)
 
 
@@ -154,7 +165,15 @@ def after_run(config: pytest.Config, decision: Decision) -> None:
 
         tgt = decision.target
         spec = make_spec(
-            str(tgt.files.folder), tgt.key, tgt.rootdir, str(config.invocation_params.dir), decision.warm, idle_timeout(config), "auto-start")
+            str(tgt.files.folder),
+            tgt.key,
+            tgt.rootdir,
+            str(config.invocation_params.dir),
+            decision.warm,
+            idle_timeout(config),
+            "auto-start",
+            tgt.files_digest,
+        )
         spawn(spec, tgt.files)
     except Exception:  # noqa: BLE001 - the next run is simply local again
         pass

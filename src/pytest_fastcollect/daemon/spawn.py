@@ -104,11 +104,18 @@ _IMPORT_OPTIONS = {
 _IMPORT_FLAGS = {"noconftest": "--noconftest", "pyargs": "--pyargs"}
 
 
+def positional_args(parser: Any, args: Sequence[str]) -> list[str]:
+    """The positional arguments (paths, node IDs, --pyargs names) of command line `args`, also those that
+    pytest 8's known-args parse leaves among the unknown ones (positionals after an option)."""
+    given, unknown = parser.parse_known_and_unknown_args(list(args))
+    return [*(getattr(given, "file_or_dir", None) or []), *(str(u) for u in unknown if not str(u).startswith("-"))]
+
+
 def warm_args(parser: Any, args: Sequence[str], effective: Any) -> list[str]:
     """The warm-up collection's arguments for a run with command line `args` (pytest.Parser `parser`):
     the positional paths without `::` parts, and the import-relevant options given explicitly; plus the
     effective assertion and import modes (`effective`: config.known_args_namespace; both are in the key)."""
-    given, unknown = parser.parse_known_and_unknown_args(list(args))
+    given = parser.parse_known_args(list(args))
     default = parser.parse_known_args([])
     out: list[str] = []
     for dest, flag in _IMPORT_OPTIONS.items():
@@ -124,18 +131,24 @@ def warm_args(parser: Any, args: Sequence[str], effective: Any) -> list[str]:
         value = getattr(effective, mode_dest, None)
         if value:
             out.append(f"{flag}={value}")
-    # pytest 8 leaves positionals that follow an option among the unknown args (its parse_args appends them)
-    positional = [*(getattr(given, "file_or_dir", None) or []), *(u for u in unknown if not u.startswith("-"))]
-    for item in positional:
+    for item in positional_args(parser, args):
         out.append(str(item).split("::", 1)[0])
     return out
 
 
 def make_spec(
-    folder: str, key: str, rootdir: str, cwd: str, warm: list[str], idle_timeout: float, reason: str
+    folder: str,
+    key: str,
+    rootdir: str,
+    cwd: str,
+    warm: list[str],
+    idle_timeout: float,
+    reason: str,
+    files_digest: str = "",
 ) -> Spec:
     """A Spec for a new daemon (its lock fd is filled in by spawn())."""
     return Spec(
+        files_digest=files_digest,
         key=key,
         folder=folder,
         rootdir=rootdir,

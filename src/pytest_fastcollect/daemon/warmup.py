@@ -42,6 +42,8 @@ class WarmResult:
     #: import-time events for replay.Replayer, and path -> module name of the imported test files
     log: ImportLog | None = None
     test_modules: dict[str, str] = field(default_factory=dict)
+    #: client.files_digest of the candidate test files the walk found (what the served runs must match)
+    files_digest: str = ""
 
 
 def warm_imports(args: list[str]) -> WarmResult:
@@ -52,6 +54,7 @@ def warm_imports(args: list[str]) -> WarmResult:
 
     from ..discovery import walk
     from ..paths import path_rules
+    from .client import files_digest
 
     config = _prepareconfig(list(args))
     result = WarmResult("imports")
@@ -64,6 +67,7 @@ def warm_imports(args: list[str]) -> WarmResult:
         options = config.known_args_namespace
         rules = path_rules(config, list(options.file_or_dir or []), options)
         walked = walk(rules, 1)
+        result.files_digest = files_digest([f for f in walked.files if f.endswith(".py")])
         importmode = config.getoption("importmode")
         rootpath = config.rootpath
         namespace_kw = _namespace_kwargs(config, import_path)
