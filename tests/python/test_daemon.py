@@ -85,7 +85,8 @@ def project(tmp_path: Path, daemon_env: Path) -> Path:
 
 
 def start(root: Path, *args: str) -> int:
-    """`--daemon-start`; returns the daemon's pid."""
+    """`--daemon-start ARGS`; returns the daemon's pid. A daemon serves runs with the same initial paths
+    (positional arguments, `::` parts aside), so ARGS name the paths of the runs to come."""
     proc = run(root, *args, "--daemon-start")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     match = re.search(r"^\s+pid\s+(\d+)$", proc.stdout, re.M)
@@ -236,8 +237,9 @@ def test_idle_timeout(project: Path) -> None:
 
 
 def test_exit_codes_come_through(project: Path) -> None:
-    start(project)
     write(project, {"tests/test_fail.py": "def test_fail():\n    assert 0\n"})
+    age(project)
+    start(project)
     failing = run(project, "-v")
     assert SERVED in failing.stdout and failing.returncode == 1
     usage = run(project, "-v", "--no-such-option")
@@ -256,7 +258,7 @@ def test_output_goes_to_the_callers_stdout_and_stderr(project: Path) -> None:
             assert 0
     """})
     age(project)
-    start(project)
+    start(project, "tests/test_print.py")
     proc = run(project, "-v", "-rA", "tests/test_print.py")
     assert SERVED in proc.stdout
     assert "to stdout" in proc.stdout and "to stderr" in proc.stdout  # captured, shown in the report
@@ -293,7 +295,7 @@ def _popen_until(root: Path, marker: str, *args: str) -> tuple[subprocess.Popen[
 def test_sigint_gives_pytests_interrupted_summary_and_exit_code_2(project: Path) -> None:
     write(project, {"tests/test_zz_sleep.py": "import time\n\ndef test_sleep():\n    time.sleep(60)\n"})
     age(project)
-    start(project)
+    start(project, "tests/test_zz_sleep.py")
     proc, seen = _popen_until(project, "::test_sleep", "-v", "tests/test_zz_sleep.py")
     assert SERVED in seen
     time.sleep(0.5)
@@ -313,7 +315,7 @@ def test_kill_9_of_the_client_kills_its_run(project: Path, tmp_path: Path) -> No
             time.sleep(60)
     """})
     age(project)
-    start(project)
+    start(project, "tests/test_zz_sleep.py")
     proc, _ = _popen_until(project, "::test_sleep", "-v", "tests/test_zz_sleep.py")
     end = time.monotonic() + 20
     while not pid_file.exists() or not pid_file.read_text():
@@ -339,7 +341,7 @@ def test_kill_9_of_the_daemon_lets_the_run_finish(project: Path, tmp_path: Path)
             time.sleep(3)
     """})
     age(project)
-    daemon = start(project)
+    daemon = start(project, "tests/test_zz_sleep.py")
     proc = subprocess.Popen(pytest_argv("-v", "tests/test_zz_sleep.py"), cwd=project, stdout=subprocess.PIPE, text=True)
     end = time.monotonic() + 20
     while not flag.exists():
@@ -465,11 +467,24 @@ def test_parity_after_edits_between_runs(project: Path) -> None:
     # a helper module imported by a test
     (project / "tests/helper.py").write_text("VALUE = 2\n")
     _parity(project)
-    # a new test file, then a deleted one
+    # a new test file, then a deleted one: the first run after is local (the daemon imported another set of
+    # files) and the daemon warms again with the files as they are now; the run after that is served
     write(project, {"tests/test_new.py": "from helper import VALUE\n\ndef test_new():\n    assert VALUE == 2\n"})
+    _parity(project, served=False)
+    _wait_served(project)
     _parity(project)
     (project / "tests/test_b.py").unlink()
+    _parity(project, served=False)
+    _wait_served(project)
     _parity(project)
+
+
+def _wait_served(root: Path, timeout: float = 60) -> None:
+    env = referee_env(root)
+    end = time.monotonic() + timeout
+    while SERVED not in (proc := run(root, "-v", "-p", "no:cacheprovider", "-p", "pytest_fastcollect.parity.recorder", env=env)).stdout:
+        assert time.monotonic() < end, proc.stdout
+        time.sleep(0.3)
 
 
 @pytest.mark.parametrize("what", ["conftest", "ini"])
@@ -513,7 +528,7 @@ def test_stdin_reaches_the_run(project: Path) -> None:
     """`input()` in a test with -s reads the caller's stdin (the fd is passed, not a copy of the data)."""
     write(project, {"tests/test_input.py": "def test_input():\n    assert input() == 'hello from the caller'\n"})
     age(project)
-    start(project)
+    start(project, "tests/test_input.py")
     proc = subprocess.run(pytest_argv("-v", "-s", "tests/test_input.py"), cwd=project, input="hello from the caller\n",
                           capture_output=True, text=True, timeout=60)
     assert SERVED in proc.stdout
