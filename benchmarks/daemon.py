@@ -3,14 +3,15 @@ daemon, as alternating runs in one process tree, with counts beside every time.
 
     python benchmarks/daemon.py [--suites sympy,pandas] [--pairs 5] [--json FILE]
 
-Per suite, a daemon is started once with `--daemon-start` and the suite's arguments (it imports every test
-file), in a socket folder of its own. Then, for each scenario, `--pairs` alternating pairs of
+Per scenario, a daemon is started with `--daemon-start` and the scenario's arguments (a daemon serves the
+runs with its initial paths; it imports their test files), in a socket folder of its own. Then, for each scenario, `--pairs` alternating pairs of
   plain:  python -m pytest ARGS -p no:fastcollect
   daemon: python -m pytest ARGS --fastcollect-auto-daemon      (must be served: checked per run)
 plus, for the one-test scenario, `python -m pytest --version` (the floor every pytest start pays: interpreter,
 pytest and plugin imports). pyc state: warm (PYTHONDONTWRITEBYTECODE unset; one unmeasured run per side first).
 Wall-clock seconds of the whole client process; peak RSS of the plain process from os.wait4, and the RSS of
-the daemon's template from --daemon-status (a run child shares its pages copy-on-write). A row whose counts
+the daemon's template from --daemon-status (a run child shares its pages copy-on-write), and the wall time of
+`--daemon-start` (the warm-up). A row whose counts
 differ between plain and daemon is marked NOT COMPARABLE.
 
 Scenarios: `one` (one test by node ID, a full run of it), `collect` (`--collect-only -q` of the whole suite),
@@ -92,15 +93,7 @@ def bench_suite(name: str, pairs: int, wanted: list[str]) -> dict:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("CI", None)
     env["XDG_RUNTIME_DIR"] = runtime
-    t0 = time.perf_counter()
-    started = subprocess.run([python, "-m", "pytest", *base, "--daemon-start"], cwd=cwd, env=env,
-                             capture_output=True, text=True)
-    warm_wall = time.perf_counter() - t0
-    if started.returncode != 0:
-        raise SystemExit(f"{name}: --daemon-start failed:\n{started.stdout}\n{started.stderr}")
-    st = status(python, cwd, base, env)
-    result: dict = {"suite": name, "warm_up_wall_seconds": round(warm_wall, 2), "template_rss_mib": rss_mib(st),
-                    "scenarios": []}
+    result: dict = {"suite": name, "scenarios": []}
     # --pyargs ARGS hold the package name; a node ID is given as a path, so drop the package positional
     options = [a for a in base if a not in (name, "--pyargs")]
     # --rootdir: the rootdir (part of a daemon's key) of the --pyargs run, so the suite's daemon serves runs
@@ -114,6 +107,13 @@ def bench_suite(name: str, pairs: int, wanted: list[str]) -> dict:
         for scenario, args in scenarios.items():
             if scenario not in wanted:
                 continue
+            # a daemon serves the runs with its initial paths: one per scenario, warmed with its arguments
+            t0 = time.perf_counter()
+            started = subprocess.run([python, "-m", "pytest", *args, "--daemon-start"], cwd=cwd, env=env,
+                                     capture_output=True, text=True)
+            warm_wall = time.perf_counter() - t0
+            if started.returncode != 0:
+                raise SystemExit(f"{name}: --daemon-start failed:\n{started.stdout}\n{started.stderr}")
             plain_cmd = [python, "-m", "pytest", *args, "-p", "no:fastcollect"]
             daemon_cmd = [python, "-m", "pytest", *args, "--fastcollect-auto-daemon"]
             timed(plain_cmd, cwd, env)  # unmeasured: pyc written, caches warm
@@ -147,6 +147,8 @@ def bench_suite(name: str, pairs: int, wanted: list[str]) -> dict:
                 "counts_plain": sorted(plain_counts),
                 "counts_daemon": sorted(daemon_counts),
                 "served": served_after - served_before,
+                "warm_up_wall_seconds": round(warm_wall, 2),
+                "template_rss_mib": rss_mib(status(python, cwd, args, env)),
                 "comparable": comparable and served_after - served_before == pairs,
             }
             result["scenarios"].append(row)
@@ -156,13 +158,16 @@ def bench_suite(name: str, pairs: int, wanted: list[str]) -> dict:
                 line += f" | pytest --version median {statistics.median(version_t):.3f} s"
             if not row["comparable"]:
                 line += f" | NOT COMPARABLE: daemon counts {sorted(daemon_counts)}"
+            line += (f" | warm-up {warm_wall:.1f} s, template RSS {row['template_rss_mib']} MiB vs plain peak "
+                     f"{row['plain_peak_rss_mib']} MiB")
             print(line, flush=True)
-        result["template_rss_mib_after"] = rss_mib(status(python, cwd, base, env))
+            subprocess.run([python, "-m", "pytest", *args, "--daemon-stop"], cwd=cwd, env=env, capture_output=True)
     finally:
-        subprocess.run([python, "-m", "pytest", *base, "--daemon-stop"], cwd=cwd, env=env, capture_output=True)
-    print(f"{name:6} warm-up (--daemon-start, wall) {warm_wall:.1f} s; template RSS {result['template_rss_mib']} MiB "
-          f"(after the runs {result['template_rss_mib_after']} MiB); plain peak RSS "
-          f"{[r['plain_peak_rss_mib'] for r in result['scenarios']]} MiB", flush=True)
+        for pid_file in Path(runtime, "pytest-fastcollect").glob("*.pid"):
+            try:
+                os.kill(int(pid_file.read_text()), 15)
+            except (OSError, ValueError):
+                pass
     return result
 
 
