@@ -360,11 +360,17 @@ def test_stale_socket_is_cleaned_up(project: Path, daemon_env: Path) -> None:
         time.sleep(0.05)
     sockets = list((daemon_env / "pytest-fastcollect").glob("*.sock"))
     assert len(sockets) == 1  # left behind by the killed daemon
-    stale_inode = sockets[0].stat().st_ino
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with pytest.raises(ConnectionRefusedError):  # nobody listens on it
+        probe.connect(str(sockets[0]))
+    probe.close()
     proc = run(project, "-v")
     assert proc.returncode == 0 and SERVED not in proc.stdout
-    wait_ready(project)  # the run removed the stale socket and started a new daemon
-    assert sockets[0].stat().st_ino != stale_inode
+    assert "stale socket" in proc.stdout
+    wait_ready(project)  # the run removed the stale socket and started a new daemon, listening there again
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.connect(str(sockets[0]))
+    probe.close()
     assert SERVED in run(project, "-v").stdout
 
 
