@@ -7,13 +7,13 @@ the header; it changes nothing in what pytest imports or collects.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Generator
 
 import pytest
 
 from .errors import one_line
 from .options import add_options, is_enabled
+from . import xdist
 from .state import DAEMON, STATE, State
 
 __all__ = ["DAEMON", "STATE"]
@@ -25,26 +25,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _start(config: pytest.Config, args: list[str], options: Any) -> None:
     informational = bool(getattr(options, "help", False) or getattr(options, "version", False))
-    xdist_worker = "PYTEST_XDIST_WORKER" in os.environ
-    state = State(enabled=is_enabled(config, options) and not xdist_worker and not informational)
+    worker = xdist.is_worker()
+    state = State(enabled=is_enabled(config, options) and not informational)
     config.stash[STATE] = state
     if not state.enabled:
         return
+    if worker:  # workerinput (the controller's cache) is known in pytest_configure: the scan starts there
+        state.worker_pending = True
+        return
     try:
         from . import cache
-        from .discovery import start_scan
 
         location = cache.locate(config, options)
         if location is not None and getattr(options, "fastcollect_cache_clear", False):
             error = cache.clear(location)  # before anything is loaded from it
             if error:
                 state.notes.append(f"cache not cleared: {error}")
-        threads = max(0, int(getattr(options, "fastcollect_threads", 0) or 0))
-        state.job = start_scan(config, args, options, threads=threads, cache=location)
-        # joined at the latest when pytest unconfigures (the thread is also non-daemon: see ScanJob)
-        config.add_cleanup(state.finish)
+        _scan(config, state, args, options, location)
     except Exception as exc:  # noqa: BLE001 - the core must never break a run
         state.failure = one_line(exc)
+
+
+def _scan(config: pytest.Config, state: State, args: list[str], options: Any, location: Any) -> None:
+    from .discovery import start_scan
+
+    threads = max(0, int(getattr(options, "fastcollect_threads", 0) or 0))
+    state.location = location
+    state.job = start_scan(config, args, options, threads=threads, cache=location)
+    # joined at the latest when pytest unconfigures (the thread is also non-daemon: see ScanJob)
+    config.add_cleanup(state.finish)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -79,6 +88,19 @@ def _daemon_decision(config: pytest.Config, parser: pytest.Parser, namespace: An
 def pytest_configure(config: pytest.Config) -> None:
     if STATE not in config.stash:  # plugin registered after the initial conftests (e.g. `-p` in a conftest)
         _start(config, list(config.option.file_or_dir or []), config.option)
+    state = config.stash[STATE]
+    if state.worker_pending:  # an xdist worker: read the controller's cache, never write
+        state.worker_pending = False
+        try:
+            _scan(config, state, list(config.option.file_or_dir or []), config.option, xdist.worker_cache(config))
+        except Exception as exc:  # noqa: BLE001
+            state.failure = one_line(exc)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    # pytest-xdist, controller: before a worker starts, the cache is written and handed over (xdist.py)
+    xdist.configure_node(node.config, node)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

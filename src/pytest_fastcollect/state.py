@@ -19,6 +19,10 @@ class State:
     report: Any = None
     failure: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: cache.CacheLocation the scan uses (None: no cache)
+    location: Any = None
+    #: an xdist worker whose scan starts in pytest_configure, once workerinput is known
+    worker_pending: bool = False
 
     def finish(self) -> None:
         """Wait for the background scan (if any) and keep its outcome. Idempotent."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pytest_fastcollect import __version__
@@ -81,10 +83,15 @@ def test_pyargs_resolves_module_paths(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["fastcollect*: scanned 1 files (*), 1 test definitions*", "*test_m*"])
 
 
-def test_xdist_worker_does_not_scan(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+def test_xdist_worker_without_a_handoff_never_writes_a_cache(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")  # a worker, but no controller gave it a cache
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     result = project.runpytest_subprocess("--collect-only")
-    result.stdout.no_fnmatch_line("fastcollect*scanned*")
+    result.stdout.fnmatch_lines(["fastcollect*: scanned * files (no cache)*"])
+    assert not (project.path / ".pytest_cache" / "d" / "fastcollect").exists()
+    assert not (tmp_path / "xdg").exists()
 
 
 def test_pyargs_dotted_name_imports_nothing_before_pytest_does(pytester: pytest.Pytester) -> None:

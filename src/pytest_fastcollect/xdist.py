@@ -1,0 +1,68 @@
+"""pytest-xdist: the controller prepares the discovery cache before any worker starts; workers only read it.
+
+In the style of pytest-testmon 2.2: only the controller (no PYTEST_XDIST_WORKER) scans and writes. When xdist
+sets up its first node (`pytest_configure_node`, before the node's worker process is told to start its
+session), the controller waits for its own scan, so every cache row is written, and passes the cache's path
+and generation (the database file's size and mtime_ns after the write) in `node.workerinput["fastcollect"]`.
+A worker (recognised by PYTEST_XDIST_WORKER already in pytest_load_initial_conftests, where workerinput is
+not yet set) starts no scan there; in pytest_configure it opens that file read-only (mode=ro, never written)
+and scans from it. A worker that finds no hand-off, or a file of another generation, scans without the cache
+(never writing one). Nothing here changes what a worker collects: every worker collects what plain pytest
+collects, so all collect the same ordered node IDs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from .cache import CacheLocation
+from .state import STATE
+
+#: Key in node.workerinput.
+WORKERINPUT_KEY = "fastcollect"
+HANDOFF_VERSION = 1
+
+
+def is_worker() -> bool:
+    return "PYTEST_XDIST_WORKER" in os.environ
+
+
+def _generation(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def configure_node(config: pytest.Config, node: Any) -> None:
+    """Controller side of `pytest_configure_node`: finish the scan (rows written), then hand the cache's path
+    and generation to the worker. Never raises into xdist."""
+    state = config.stash.get(STATE, None)
+    handoff: dict[str, Any] = {"version": HANDOFF_VERSION, "cache": None, "generation": None}
+    try:
+        if state is not None and state.enabled:
+            state.finish()
+            location = state.location
+            if location is not None and state.report is not None:
+                handoff["cache"] = location.path
+                handoff["generation"] = _generation(location.path)
+    except Exception:  # noqa: BLE001 - a worker without a hand-off scans without the cache
+        pass
+    node.workerinput[WORKERINPUT_KEY] = handoff
+
+
+def worker_cache(config: pytest.Config) -> CacheLocation | None:
+    """Worker side: the controller's cache, read-only, if the hand-off is there and the file is of the
+    generation the controller wrote; else None (scan without a cache)."""
+    workerinput = getattr(config, "workerinput", None)
+    handoff = workerinput.get(WORKERINPUT_KEY) if isinstance(workerinput, dict) else None
+    if not isinstance(handoff, dict) or handoff.get("version") != HANDOFF_VERSION:
+        return None
+    path = handoff.get("cache")
+    if not isinstance(path, str) or _generation(path) != handoff.get("generation"):
+        return None
+    return CacheLocation(path, True, "controller (xdist)")

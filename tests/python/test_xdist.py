@@ -1,0 +1,121 @@
+"""pytest-xdist: the controller writes the discovery cache before workers start; workers read it read-only;
+`-n 8` many times over, with and without the warm daemon, with no SQLite error, no "Different tests were
+collected", and no process left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("xdist")
+
+REPORTER = """
+import json, os
+import pytest
+
+def pytest_collection_finish(session):
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    plugin = session.config.pluginmanager.get_plugin("fastcollect")
+    state = session.config.stash[plugin.STATE]
+    state.finish()
+    stats = state.report.cache if state.report is not None else None
+    out = {
+        "location": state.location.path if state.location else None,
+        "read_only": state.location.read_only if state.location else None,
+        "files": len(state.report.files) if state.report is not None else None,
+        "parsed": stats.parsed if stats else None,
+        "wrote": stats.wrote if stats else None,
+        "failure": state.failure,
+    }
+    with open(os.path.join(os.environ["FC_REPORT_DIR"], worker + ".json"), "w") as fh:
+        json.dump(out, fh)
+"""
+
+
+def make_project(root: Path, files: int = 24) -> None:
+    (root / "tests").mkdir(parents=True)
+    (root / "pytest.ini").write_text("[pytest]\ntestpaths = tests\n")
+    for i in range(files):
+        (root / "tests" / f"test_m{i:02d}.py").write_text(
+            "import pytest\n\n"
+            f"@pytest.mark.parametrize('x', range(3))\ndef test_a{i}(x):\n    assert x < 3\n\n"
+            f"class TestC{i}:\n    def test_b(self):\n        pass\n"
+        )
+
+
+def test_workers_read_the_controllers_cache(tmp_path: Path) -> None:
+    root = tmp_path / "proj"
+    make_project(root, files=6)
+    (root / "tests" / "conftest.py").write_text(REPORTER)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    env = {**os.environ, "FC_REPORT_DIR": str(reports)}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "-p", "no:randomly"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    db = root / ".pytest_cache" / "d" / "fastcollect" / "discovery-v1.sqlite"
+    assert db.exists()  # written by the controller
+    found = {p.stem: json.loads(p.read_text()) for p in reports.glob("*.json")}
+    assert set(found) == {"gw0", "gw1"}
+    for worker, info in found.items():
+        assert info["location"] == str(db), (worker, info)
+        assert info["read_only"] is True and info["wrote"] is False, (worker, info)
+        assert info["parsed"] == 0 and info["files"] == 6, (worker, info)  # every row from the controller
+        assert info["failure"] is None
+
+
+BAD = ("sqlite", "database is locked", "readonly database", "Different tests were collected", "INTERNALERROR")
+
+
+def _python_processes_in(root: Path) -> list[int]:
+    out = []
+    for pid_dir in Path("/proc").iterdir():
+        if not pid_dir.name.isdigit() or int(pid_dir.name) == os.getpid():
+            continue
+        try:
+            if os.readlink(pid_dir / "cwd") == str(root):
+                out.append(int(pid_dir.name))
+        except OSError:
+            continue
+    return out
+
+
+@pytest.mark.parametrize("daemon", [False, True], ids=["cache", "daemon"])
+def test_n8_twenty_times(tmp_path: Path, daemon: bool, request: pytest.FixtureRequest) -> None:
+    root = tmp_path / "proj"
+    make_project(root)
+    env = dict(os.environ)
+    if daemon:
+        runtime = request.getfixturevalue("daemon_env")
+        env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
+        env.pop("CI", None)
+        started = subprocess.run([sys.executable, "-m", "pytest", "--daemon-start"], cwd=root, env=env,
+                                 capture_output=True, text=True, timeout=120)
+        assert started.returncode == 0, started.stdout
+    served = 0
+    for i in range(20):
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-n", "8", "-p", "no:randomly"], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=300)
+        text = proc.stdout + proc.stderr
+        assert proc.returncode == 0, (i, text[-3000:])
+        assert "96 passed" in proc.stdout, (i, text[-3000:])
+        for bad in BAD:
+            assert bad not in text, (i, bad, text[-3000:])
+        served += "run by the warm daemon" in proc.stdout
+    if daemon:
+        assert served == 20
+        stop = subprocess.run([sys.executable, "-m", "pytest", "--daemon-stop"], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert stop.returncode == 0, stop.stdout
+    end = time.monotonic() + 15
+    while _python_processes_in(root):
+        assert time.monotonic() < end, f"left behind: {_python_processes_in(root)}"
+        time.sleep(0.2)
