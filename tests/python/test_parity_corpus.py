@@ -34,3 +34,13 @@ def test_corpus_parity_through_daemon(case: str, corpus_copy, daemon_env) -> Non
     # a second run from the same warm template (modules already imported) is still identical
     again = referee(root, BASE_ARGS, run=True, timeout=120, daemon=True)
     assert again.ok, format_report(again)
+
+
+@pytest.mark.parametrize("case", corpus_cases())
+def test_corpus_parity_under_xdist(case: str, corpus_copy) -> None:
+    """`-n 2` on both sides: the same tests with the same outcomes (xdist reorders runs: compared as sets) and
+    the same exit code; the controller writes the cache, the workers only read it."""
+    pytest.importorskip("xdist")
+    root = corpus_copy(case)
+    cmp = referee(root, [*BASE_ARGS, "-n", "2", "-p", "no:randomly"], run=True, timeout=180)
+    assert cmp.ok, format_report(cmp)
