@@ -549,3 +549,24 @@ def test_xdist_run_through_the_daemon(project: Path) -> None:
     """The run child is the xdist controller; its workers are fresh interpreters, as in a plain run."""
     pytest.importorskip("xdist")
     _parity(project, "-n", "2")
+
+
+def test_interpreter_options_reach_the_run(project: Path) -> None:
+    """`python -X dev -W error::UserWarning -m pytest`: the daemon is started with the same interpreter
+    options (they are in the key), so a served run sees the caller's sys.flags and warnoptions."""
+    write(project, {"tests/test_flags.py": """
+        import sys
+
+        def test_flags():
+            assert sys.flags.dev_mode
+            assert "error::UserWarning" in sys.warnoptions
+    """})
+    age(project)
+    argv = [sys.executable, "-X", "dev", "-W", "error::UserWarning", "-m", "pytest", "-v", "tests/test_flags.py"]
+    first = subprocess.run(argv, cwd=project, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0 and SERVED not in first.stdout, first.stdout
+    end = time.monotonic() + 60
+    while SERVED not in (proc := subprocess.run(argv, cwd=project, capture_output=True, text=True, timeout=120)).stdout:
+        assert time.monotonic() < end, proc.stdout
+        time.sleep(0.3)
+    assert proc.returncode == 0, proc.stdout

@@ -495,7 +495,10 @@ class Template:
         digest = self.next_digest if self.next_digest is not None else self.spec.files_digest
         spec = Spec(**{**asdict(self.spec), "reason": reason, "rewarms": rewarms, "files_digest": digest})
         os.set_inheritable(spec.lock_fd, True)
-        os.execv(sys.executable, [sys.executable, "-m", "pytest_fastcollect.daemon", "serve", "--no-detach", spec.to_json()])
+        from .spawn import interpreter
+
+        argv = [*interpreter(), "-m", "pytest_fastcollect.daemon", "serve", "--no-detach", spec.to_json()]
+        os.execv(argv[0], argv)
 
 
 def _signal_group(pid: int, sig: int) -> None:

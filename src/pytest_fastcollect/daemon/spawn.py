@@ -25,6 +25,12 @@ from .paths import DaemonFiles
 from .server import Spec
 
 
+def interpreter() -> list[str]:
+    """This interpreter with this process's interpreter options (-X, -W, -O, -B, -E, -s, -I, ...: they are
+    part of the key, and the daemon's runs must see the same sys.flags and warnoptions as the caller)."""
+    return [sys.executable, *subprocess._args_from_interpreter_flags()]  # type: ignore[attr-defined]
+
+
 def try_lock(files: DaemonFiles) -> int | None:
     """An fd holding the key's lock, or None when a daemon holds it. Raises OSError if the lock file
     cannot be opened."""
@@ -74,7 +80,7 @@ def spawn(spec: Spec, files: DaemonFiles) -> bool:
         env = dict(os.environ)
         env.pop("PYTEST_VERSION", None)  # set by the starter's pytest.main(), not by the user
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest_fastcollect.daemon", "serve", spec.to_json()],
+            [*interpreter(), "-m", "pytest_fastcollect.daemon", "serve", spec.to_json()],
             cwd=spec.cwd,
             env=env,
             stdin=subprocess.DEVNULL,
