@@ -86,6 +86,9 @@ def _daemon_decision(config: pytest.Config, parser: pytest.Parser, namespace: An
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    decision = config.stash.get(DAEMON, None)
+    if decision is not None:
+        decision.configured = True  # a run that never got here (usage error) starts no daemon
     if STATE not in config.stash:  # plugin registered after the initial conftests (e.g. `-p` in a conftest)
         _start(config, list(config.option.file_or_dir or []), config.option)
     state = config.stash[STATE]

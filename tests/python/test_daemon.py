@@ -570,3 +570,33 @@ def test_interpreter_options_reach_the_run(project: Path) -> None:
         assert time.monotonic() < end, proc.stdout
         time.sleep(0.3)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_threads_alive_after_warming_make_the_template_not_forkable(project: Path) -> None:
+    """A conftest that starts a thread at import: forking would copy a process whose other threads vanish, so
+    the daemon says "not forkable" in its status and every run is local (and still pytest's own)."""
+    write(project, {"tests/conftest.py": """
+        import threading, time
+        import pytest
+
+        threading.Thread(target=time.sleep, args=(3600,), name="conftest-sleeper", daemon=True).start()
+
+        @pytest.fixture
+        def one():
+            return 1
+    """})
+    age(project)
+    start(project)
+    out = status(project).stdout
+    assert "not forkable" in out and "conftest-sleeper" in out, out
+    proc = run(project, "-v")
+    assert proc.returncode == 0 and SERVED not in proc.stdout
+    assert "not forkable" in proc.stdout  # the -v line says why the run was local
+    assert "FAIL  template forkable" in run(project, "--daemon-health").stdout
+
+
+def test_a_usage_error_starts_no_daemon(project: Path, daemon_env: Path) -> None:
+    proc = run(project, "--no-such-option")
+    assert proc.returncode == 4
+    time.sleep(1.0)
+    assert daemon_processes(daemon_env) == []

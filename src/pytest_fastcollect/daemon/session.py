@@ -35,6 +35,8 @@ class Decision:
     #: in a run child, for the run the daemon forked it for (not for a pytest.main() nested in a test)
     served: Any = None
     replayer: Any = None
+    #: set in pytest_configure: a run that stopped before (a usage error) starts no daemon
+    configured: bool = False
 
 
 def auto_enabled(config: pytest.Config, options: Any) -> bool:
@@ -158,7 +160,7 @@ def _run_command(command: str, config: pytest.Config, parser: pytest.Parser, tgt
 def after_run(config: pytest.Config, decision: Decision) -> None:
     """Called when the local run ends: start a daemon for the next run if this one decided so. Never
     raises."""
-    if not decision.autostart or decision.target is None or decision.warm is None:
+    if not decision.autostart or not decision.configured or decision.target is None or decision.warm is None:
         return
     try:
         from .spawn import make_spec, spawn
