@@ -243,6 +243,7 @@ class Template:
 
     # ---- status -----------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
+        self._reap()  # runs that ended since the last loop turn are not "running"
         snap = self.snapshot
         changed = snap.changed_paths() if snap is not None else []
         return {
