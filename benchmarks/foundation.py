@@ -72,6 +72,8 @@ def timed_collect(suite: suites.Suite, plugin: bool, cold: bool) -> tuple[float,
     args = [suite.python, "-m", "pytest", "--collect-only", "-q", *suite.args]
     if not plugin:
         args += ["-p", "no:fastcollect"]
+    else:
+        args.append("--no-fastcollect-auto-daemon")  # the in-process plugin's overhead, not the daemon's
     t = time.perf_counter()
     proc = subprocess.run(args, cwd=suite.cwd, env=env, capture_output=True, text=True)
     dt = time.perf_counter() - t
@@ -111,7 +113,11 @@ def instructions(suite: suites.Suite) -> dict:
     drop_test_pyc(suite)
     base = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", suite.python, "-m", "pytest",
             "--collect-only", "-q", *suite.args]
-    sides = {"plain": ["-p", "no:fastcollect"], "plugin loaded, off": ["--no-fastcollect"], "plugin": []}
+    sides = {
+        "plain": ["-p", "no:fastcollect"],
+        "plugin loaded, off": ["--no-fastcollect"],
+        "plugin": ["--no-fastcollect-auto-daemon"],
+    }
     procs = {name: subprocess.Popen(base + extra, cwd=suite.cwd, env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, text=True) for name, extra in sides.items()}
     out = {}

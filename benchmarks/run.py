@@ -222,6 +222,8 @@ def pytest_cmd(target: Target, scenario_args: list[str], plugin: bool, keep_sele
         cmd += target.selection
     if not plugin:
         cmd += ["-p", "no:fastcollect"]
+    else:
+        cmd.append("--no-fastcollect-auto-daemon")  # this mode is the plugin in-process (daemon.py measures the daemon)
     return cmd
 
 
