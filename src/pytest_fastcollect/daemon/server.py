@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from logging.handlers import RotatingFileHandler
 from typing import Any
@@ -113,7 +114,7 @@ def _os_threads() -> int:
 class Template:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
-        self.files = DaemonFiles(__import__("pathlib").Path(spec.folder), spec.key)
+        self.files = DaemonFiles(Path(spec.folder), spec.key)
         self.started = time.time()
         self.state = "warming"
         self.state_reason = ""
