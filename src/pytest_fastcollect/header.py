@@ -54,3 +54,29 @@ def daemon_lines(decision: Any, verbose: int) -> list[str]:
     if note and verbose > 0:
         return [f"fastcollect: daemon: {note}"]
     return []
+
+
+def selection_lines(selection: Any, warning: str, options: Any) -> list[str]:
+    """With -k/-m: how many test files stay unimported and why the others are imported; at -v also
+    without -k/-m, how many files have a valid recorded collection. Plus one line for a records warning."""
+    has_expr = bool(str(getattr(options, "keyword", "") or "").strip() or getattr(options, "markexpr", ""))
+    verbose = int(getattr(options, "verbose", 0) or 0)
+    lines: list[str] = []
+    stale = ", ".join(f"{n} {why}" for why, n in sorted(selection.stale.items()))
+    records = f"records valid for {selection.considered} files"
+    if selection.unrecorded:
+        records += f", {selection.unrecorded} not recorded yet"
+    if stale:
+        records += f", stale: {stale}"
+    if has_expr and not selection.why_not:
+        lines.append(
+            f"fastcollect: -k/-m: {len(selection.skip)} test files left unimported "
+            f"({selection.skipped_items} recorded tests, none selected); {records}"
+        )
+    elif has_expr:
+        lines.append(f"fastcollect: -k/-m: every test file imported ({selection.why_not})")
+    elif verbose > 0 and not selection.why_not.startswith(("plugin", "records")):
+        lines.append(f"fastcollect: {records}")
+    if warning:
+        lines.append(f"fastcollect: {warning}")
+    return lines

@@ -51,6 +51,14 @@ def add_options(parser: pytest.Parser) -> None:
         help="Delete the discovery cache before anything is scanned, then rebuild it.",
     )
     group.addoption(
+        "--fastcollect-strict",
+        action="store_true",
+        dest="fastcollect_strict",
+        default=None,
+        help="With -k/-m, import every test file, even one whose recorded collection holds no selected "
+        "test (ini: fastcollect_strict).",
+    )
+    group.addoption(
         "--fastcollect-auto-daemon",
         action="store_true",
         dest="fastcollect_auto_daemon",
@@ -75,6 +83,12 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("fastcollect", type="bool", default=True, help="Enable pytest-fastcollect (default true).")
     parser.addini(
         "fastcollect_cache", type="bool", default=True, help="Use the SQLite discovery cache (default true)."
+    )
+    parser.addini(
+        "fastcollect_strict",
+        type="bool",
+        default=False,
+        help="Import every test file under -k/-m (default false: files with no selected test are skipped).",
     )
     parser.addini(
         "fastcollect_auto_daemon",

@@ -15,8 +15,10 @@ from .errors import one_line
 from .options import add_options, is_enabled
 from . import xdist
 from .state import DAEMON, STATE, State
+from .flow import RECORDS, RecordsRun
+from .selection import SkippedModule
 
-__all__ = ["DAEMON", "STATE"]
+__all__ = ["DAEMON", "RECORDS", "STATE"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -92,12 +94,19 @@ def pytest_configure(config: pytest.Config) -> None:
     if STATE not in config.stash:  # plugin registered after the initial conftests (e.g. `-p` in a conftest)
         _start(config, list(config.option.file_or_dir or []), config.option)
     state = config.stash[STATE]
+    worker = False
     if state.worker_pending:  # an xdist worker: read the controller's cache, never write
         state.worker_pending = False
+        worker = True
         try:
             _scan(config, state, list(config.option.file_or_dir or []), config.option, xdist.worker_cache(config))
         except Exception as exc:  # noqa: BLE001
             state.failure = one_line(exc)
+    if state.enabled:
+        run = RecordsRun(config, state, worker=worker)
+        if worker:
+            run.handoff = xdist.worker_selection(config)
+        config.stash[RECORDS] = run
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -114,11 +123,19 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     from .header import daemon_lines, header_lines
 
     lines = header_lines(state, [str(p) for p in config.getini("python_classes")])
+    run = config.stash.get(RECORDS, None)
+    if run is not None:
+        from .header import selection_lines
+
+        lines += selection_lines(run.prepare(), run.warning, config.option)
     return lines + daemon_lines(config.stash.get(DAEMON, None), config.option.verbose)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     decision = config.stash.get(DAEMON, None)
+    run = config.stash.get(RECORDS, None)
+    if run is not None:
+        run.close()
     if decision is not None:
         from .daemon.session import after_run
 
@@ -126,12 +143,66 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_collectstart(collector: pytest.Collector) -> None:
-    # In a run served by the warm daemon: the import-time warnings of a still-warm test module
-    # (daemon/replay.py). A no-op in every other run.
+    # Recorded collection counts the warnings of each test file's collection from here (flow.py). In a run
+    # served by the warm daemon: the import-time warnings of a still-warm test module (daemon/replay.py).
+    run = collector.config.stash.get(RECORDS, None)
+    if run is not None:
+        run.collect_start(collector)
     decision = collector.config.stash.get(DAEMON, None)
     replayer = getattr(decision, "replayer", None)
-    if replayer is not None and isinstance(collector, pytest.Module):
+    if replayer is not None and isinstance(collector, pytest.Module) and not isinstance(collector, SkippedModule):
         replayer.on_collect(str(collector.path))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    run = collector.config.stash.get(RECORDS, None)
+    if run is not None:
+        run.collect_end(collector, report)
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> None:
+    # -k/-m: decide which test files stay unimported before the first one is collected (selection.py)
+    run = session.config.stash.get(RECORDS, None)
+    if run is not None:
+        run.prepare()
+
+
+def pytest_pycollect_makemodule(module_path: Any, parent: pytest.Collector) -> pytest.Module | None:
+    run = parent.config.stash.get(RECORDS, None)
+    return None if run is None else run.make_module(module_path, parent)
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    run = item.config.stash.get(RECORDS, None)
+    if run is not None:
+        run.item_collected(item)
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if items:
+        run = items[0].config.stash.get(RECORDS, None)
+        if run is not None:
+            run.deselected(items)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> Generator[None, None, None]:
+    # Outermost: the stand-ins of unimported files leave the items before any other implementation sees
+    # them and are reported deselected afterwards; then this run's collection is recorded.
+    run = config.stash.get(RECORDS, None)
+    if run is None:
+        return (yield)
+    run.take_placeholders(items)
+    result = yield
+    run.report_placeholders()
+    run.record(items)
+    return result
 
 
 @pytest.hookimpl(trylast=True)

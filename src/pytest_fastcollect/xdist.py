@@ -52,7 +52,28 @@ def configure_node(config: pytest.Config, node: Any) -> None:
                 handoff["generation"] = _generation(location.path)
     except Exception:  # noqa: BLE001 - a worker without a hand-off scans without the cache
         pass
+    try:
+        from .flow import RECORDS
+
+        run = config.stash.get(RECORDS, None)
+        if run is not None:
+            handoff["skip"] = run.handoff_for_workers()
+    except Exception:  # noqa: BLE001 - workers then import every file (all of them alike)
+        handoff.pop("skip", None)
     node.workerinput[WORKERINPUT_KEY] = handoff
+
+
+def worker_selection(config: pytest.Config) -> dict[str, list[str]] | None:
+    """Worker side: the controller's -k/-m decision (path -> recorded node IDs of the files it leaves
+    unimported), or None when there is none (then the worker imports every file, as plain pytest)."""
+    workerinput = getattr(config, "workerinput", None)
+    handoff = workerinput.get(WORKERINPUT_KEY) if isinstance(workerinput, dict) else None
+    if not isinstance(handoff, dict) or handoff.get("version") != HANDOFF_VERSION:
+        return None
+    skip = handoff.get("skip")
+    if not isinstance(skip, dict):
+        return None
+    return {str(p): [str(n) for n in ids] for p, ids in skip.items() if isinstance(ids, list)}
 
 
 def worker_cache(config: pytest.Config) -> CacheLocation | None:

@@ -1,0 +1,228 @@
+"""One run's use of recorded collection: load and validate records, decide what -k/-m lets pytest leave
+unimported, and record what this run collected. The plugin's hooks call into a RecordsRun kept in
+`config.stash[RECORDS]`; every step catches its own failures (a broken record never breaks a run: the file
+is imported, as without the plugin).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from .errors import one_line
+from .records import FileRecord, RecordStore, store_path
+from .recording import Recorder, warnings_seen
+from .selection import RecordedItem, Selection, SkippedModule, decide, expressions
+from .state import State
+
+RECORDS = pytest.StashKey["RecordsRun"]()
+
+
+def _why_off(config: pytest.Config) -> str:
+    """Why this run can neither use nor write records ('' when it can)."""
+    option = config.option
+    if getattr(option, "doctestmodules", False):
+        return "--doctest-modules"
+    if getattr(option, "lf", False) or getattr(option, "stepwise", False) or getattr(option, "stepwise_skip", False):
+        return "--lf/--sw filter the collection"
+    return ""
+
+
+def _partial_paths(config: pytest.Config) -> list[str]:
+    out = []
+    for arg in config.option.file_or_dir or []:
+        if "::" in str(arg):
+            path = str(arg).split("::", 1)[0]
+            out.append(os.path.realpath(os.path.join(str(config.invocation_params.dir), path)))
+    return out
+
+
+class RecordsRun:
+    """Records and selection for one session (see the module docstring). `worker`: an xdist worker, which
+    never writes and applies only the controller's decision (`handoff`)."""
+
+    def __init__(self, config: pytest.Config, state: State, worker: bool = False) -> None:
+        self.config = config
+        self.state = state
+        self.worker = worker
+        self.prepared = False
+        self.selection = Selection()
+        self.valid: dict[str, FileRecord] = {}
+        self.store: RecordStore | None = None
+        self.key = ""
+        self.manifests: dict[str, dict[str, Any]] = {}
+        self.recorder: Recorder | None = None
+        self.placeholders: list[pytest.Item] = []
+        self.warning = ""
+        self.handoff: dict[str, list[str]] | None = None
+        self._before: dict[int, int | None] = {}
+
+    # -- before collection -------------------------------------------------------------------------------
+    def prepare(self) -> Selection:
+        """Load, validate and decide, once. Never raises."""
+        if self.prepared:
+            return self.selection
+        self.prepared = True
+        t0 = time.perf_counter()
+        try:
+            self._prepare()
+        except Exception as exc:  # noqa: BLE001
+            self.selection = Selection(why_not=f"records unusable: {one_line(exc)}")
+            self.recorder = None
+        self.selection.seconds = time.perf_counter() - t0
+        return self.selection
+
+    def _prepare(self) -> None:
+        config, state = self.config, self.state
+        self.state.finish()
+        why = "" if state.enabled and state.report is not None else "plugin scan unavailable"
+        why = why or _why_off(config)
+        if not why and state.location is None:
+            why = "no discovery cache (--no-fastcollect-cache)"
+        if why:
+            self.selection = Selection(why_not=why)
+            return
+        keyword, mark, error = expressions(config.option)
+        strict = bool(getattr(config.option, "fastcollect_strict", None) or config.getini("fastcollect_strict"))
+        if self.worker:
+            self._prepare_worker(keyword, mark, error, strict)
+            return
+        report = state.report
+        self.recorder = Recorder(_partial_paths(config))
+        self.store = RecordStore(store_path(state.location.path), read_only=state.location.read_only)
+        if self.store.warning:
+            self.warning = self.store.warning
+        from .validity import check, run_key
+
+        self.key = run_key(config, report.conftests)
+        records, self.manifests = self.store.load(self.key)
+        modules = {m.path: m for m in report.modules}
+        verdict = check(records, self.manifests, modules, str(config.rootpath))
+        self.valid = verdict.valid
+        selection = Selection(considered=len(verdict.valid), stale=verdict.reasons)
+        selection.unrecorded = sum(1 for p in modules if p not in records)
+        if keyword is None and mark is None:
+            selection.why_not = error or "no -k/-m"
+        elif strict:
+            selection.why_not = "--fastcollect-strict"
+        else:
+            selection.skip = decide(verdict.valid, keyword, mark, exclude=self.recorder.partial)
+        self.selection = selection
+
+    def _prepare_worker(self, keyword: Any, mark: Any, error: str, strict: bool) -> None:
+        # An xdist worker applies the controller's decision only (all workers then collect the same items);
+        # without one it imports everything, like plain pytest.
+        self.selection = Selection(why_not="xdist worker without the controller's decision")
+        handoff = self.handoff
+        if handoff is None or strict or (keyword is None and mark is None) or error:
+            return
+        from .records import ItemRecord
+
+        skip = {p: FileRecord(p, [], [ItemRecord(n, [], []) for n in ids]) for p, ids in handoff.items()}
+        self.selection = Selection(skip=skip, considered=len(skip))
+
+    def handoff_for_workers(self) -> dict[str, list[str]]:
+        """Controller side of xdist: path -> recorded node IDs of every file left unimported."""
+        selection = self.prepare()
+        return {p: [i.nodeid for i in r.items] for p, r in selection.skip.items()}
+
+    # -- during collection -------------------------------------------------------------------------------
+    def make_module(self, module_path: Any, parent: pytest.Collector) -> pytest.Module | None:
+        record = self.selection.skip.get(str(module_path))
+        if record is None:
+            return None
+        module = SkippedModule.from_parent(parent, path=module_path)
+        module.fastcollect_record = record
+        return module
+
+    def collect_start(self, collector: pytest.Collector) -> None:
+        """pytest_collectstart of a collector inside a test file (before the daemon replays import-time
+        warnings there): remember how many warnings pytest holds."""
+        if self.recorder is None or isinstance(collector, SkippedModule):
+            return
+        if isinstance(collector, pytest.Module) or collector.getparent(pytest.Module) is not None:
+            self._before[id(collector)] = warnings_seen()
+
+    def collect_end(self, collector: pytest.Collector, report: pytest.CollectReport) -> None:
+        """After pytest_make_collect_report of that collector: its outcome and the warnings it raised."""
+        recorder = self.recorder
+        if recorder is None or isinstance(collector, SkippedModule):
+            return
+        module = collector if isinstance(collector, pytest.Module) else collector.getparent(pytest.Module)
+        if module is None:
+            return
+        before = self._before.pop(id(collector), None)
+        after = warnings_seen()
+        delta = None if before is None or after is None else after - before
+        recorder.module_collected(str(module.path), not report.passed, delta)
+
+    def item_collected(self, item: pytest.Item) -> None:
+        if self.recorder is not None and not isinstance(item, RecordedItem):
+            module = item.getparent(pytest.Module)
+            if module is not None:
+                self.recorder.item_collected(str(module.path), item.nodeid)
+
+    def deselected(self, items: list[pytest.Item]) -> None:
+        if self.recorder is not None:
+            self.recorder.deselected([i for i in items if not isinstance(i, RecordedItem)])
+
+    def take_placeholders(self, items: list[pytest.Item]) -> None:
+        """Before the modifyitems implementations: the RecordedItems leave `items`."""
+        if any(isinstance(i, RecordedItem) for i in items):
+            self.placeholders = [i for i in items if isinstance(i, RecordedItem)]
+            items[:] = [i for i in items if not isinstance(i, RecordedItem)]
+
+    def report_placeholders(self) -> None:
+        if self.placeholders:
+            placeholders, self.placeholders = self.placeholders, []
+            self.config.hook.pytest_deselected(items=placeholders)
+
+    # -- after collection --------------------------------------------------------------------------------
+    def record(self, items: list[pytest.Item]) -> None:
+        """Write the records of the files this run imported and has no valid record for. Never raises."""
+        recorder, store = self.recorder, self.store
+        if recorder is None or store is None or store.read_only or self.worker:
+            return
+        try:
+            rows, forget = recorder.finish(items, skip=set(self.valid) | set(self.selection.skip))
+            if not rows and not forget:
+                return
+            manifest_id, manifest = self._manifest(set(recorder.files))
+            fps = _file_fingerprints([r.path for r in rows])
+            store.save(self.key, manifest_id, manifest, [(r, fps[r.path]) for r in rows if r.path in fps], forget)
+            if store.warning:
+                self.warning = store.warning
+        except Exception as exc:  # noqa: BLE001
+            self.warning = f"records not written: {one_line(exc)}"
+
+    def _manifest(self, test_files: set[str]) -> tuple[str, dict[str, Any]]:
+        from .daemon.freshness import excluded_folders, project_modules
+        from .validity import fingerprint
+
+        paths = sorted(
+            p for p in project_modules(sys.modules, str(self.config.rootpath), excluded_folders()) if p not in test_files
+        )
+        previous: dict[str, list[int]] = {}
+        for manifest in self.manifests.values():
+            previous.update(manifest.get("files", {}))
+        files = fingerprint(paths, previous)
+        blob = json.dumps(sorted((p, fp[:5]) for p, fp in files.items()), separators=(",", ":"))
+        manifest_id = hashlib.sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+        return manifest_id, {"files": files}
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+
+def _file_fingerprints(paths: list[str]) -> dict[str, list[int]]:
+    from .validity import fingerprint
+
+    return fingerprint(paths)

@@ -1,0 +1,206 @@
+"""Recorded collection: per test file, the items pytest really produced, stored beside the discovery cache.
+
+A record holds, for one test file (a `pytest.Module`), every item's node ID, the names pytest's `-k` matches
+(`KeywordMatcher.from_item`: _pytest/mark/__init__.py) and its marks as `-m` sees them (`item.iter_markers()`),
+as they were after every conftest and plugin `pytest_collection_modifyitems` and before deselection. Records
+are only ever used together with a validity check (validity.py): a record says nothing once anything that
+could change it has changed.
+
+Storage: `records-v<SCHEMA>.sqlite` in the discovery cache's folder (cache.CacheLocation), through Python's
+sqlite3, WAL mode, a busy timeout. Tables:
+- `files(path PRIMARY KEY, run_key, manifest, fp, data)`: `run_key` is validity.run_key() of the run that
+  wrote it; `manifest` the id of the project-module manifest it depends on; `fp` the file's fingerprint
+  (JSON [mtime_ns, ctime_ns, size, inode, xxh3, recorded_at_ns]); `data` the items (JSON, see FileRecord).
+- `manifests(id PRIMARY KEY, data)`: JSON {"at": recorded_at_ns, "files": [[path, mtime_ns, ctime_ns, size,
+  inode, xxh3], ...]}.
+Never raises to the caller: a corrupt or foreign file is deleted and rebuilt (read-write) or ignored
+(read-only); a busy database skips writing for this run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+SCHEMA = 1
+_BUSY_MS = 5000
+
+#: One mark: (name, kwargs). kwargs is None when a value is not a JSON scalar (then `-m name(k=v)` is unknown).
+Mark = tuple[str, "dict[str, Any] | None"]
+
+
+@dataclass
+class ItemRecord:
+    """One collected item: `nodeid`; `names`: the -k names beyond the file's own (FileRecord.names);
+    `marks`: every mark of item.iter_markers(), closest first."""
+
+    nodeid: str
+    names: list[str]
+    marks: list[Mark]
+
+
+@dataclass
+class FileRecord:
+    """The recorded collection of one test file. `names`: the -k names every item of the file shares (the
+    module and its parent directories/packages, as KeywordMatcher.from_item sees them)."""
+
+    path: str
+    names: list[str]
+    items: list[ItemRecord]
+    #: JSON fingerprint of the file when recorded (set by the store on load)
+    fp: list[int] = field(default_factory=list)
+    manifest: str = ""
+
+    def encode(self) -> str:
+        return json.dumps(
+            {"names": self.names, "items": [[i.nodeid, i.names, [list(m) for m in i.marks]] for i in self.items]},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def decode(cls, path: str, text: str) -> "FileRecord":
+        doc = json.loads(text)
+        items = [ItemRecord(str(n), [str(x) for x in names], [(str(m[0]), m[1]) for m in marks]) for n, names, marks in doc["items"]]
+        return cls(path, [str(x) for x in doc["names"]], items)
+
+
+def json_scalar_kwargs(kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """kwargs if every value is a JSON scalar that compares with `==` the way pytest's MarkMatcher does for
+    the values an expression can hold (str, int, bool, None; float compares equal to int), else None."""
+    for value in kwargs.values():
+        if value is not None and type(value) not in (str, int, bool, float):
+            return None
+    return dict(kwargs)
+
+
+def store_path(cache_path: str) -> str:
+    """The records database beside the discovery cache file `cache_path`."""
+    return os.path.join(os.path.dirname(cache_path), f"records-v{SCHEMA}.sqlite")
+
+
+class RecordStore:
+    """The records database of one rootdir. `read_only`: open with mode=ro and never write (xdist workers,
+    read-only checkouts). `warning` holds one line when the file was rebuilt or could not be used."""
+
+    def __init__(self, path: str, read_only: bool) -> None:
+        self.path = path
+        self.read_only = read_only
+        self.warning = ""
+        self._db: sqlite3.Connection | None = None
+        try:
+            self._db = self._open()
+        except sqlite3.Error as exc:
+            if read_only:
+                self.warning = f"records unusable ({exc}); every file is imported"
+                return
+            self._remove()
+            try:
+                self._db = self._open()
+                self.warning = f"records rebuilt ({exc})"
+            except sqlite3.Error as exc2:
+                self.warning = f"records unusable ({exc2}); every file is imported"
+                self._db = None
+
+    def _open(self) -> sqlite3.Connection:
+        if self.read_only:
+            if not os.path.exists(self.path):
+                raise sqlite3.OperationalError("no records yet")
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=_BUSY_MS / 1000)
+        else:
+            db = sqlite3.connect(self.path, timeout=_BUSY_MS / 1000)
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA):
+                raise sqlite3.DatabaseError(f"schema version {version}, expected {SCHEMA}")
+            if version == 0 and not self.read_only:
+                db.execute("PRAGMA journal_mode=WAL")
+                with db:
+                    db.execute(
+                        "CREATE TABLE IF NOT EXISTS files(path TEXT PRIMARY KEY, run_key TEXT NOT NULL, "
+                        "manifest TEXT NOT NULL, fp TEXT NOT NULL, data TEXT NOT NULL)"
+                    )
+                    db.execute("CREATE TABLE IF NOT EXISTS manifests(id TEXT PRIMARY KEY, data TEXT NOT NULL)")
+                    db.execute(f"PRAGMA user_version={SCHEMA}")
+            elif version == 0:
+                raise sqlite3.OperationalError("no records yet")
+            db.execute("SELECT count(*) FROM files").fetchone()  # a corrupt file fails here
+        except sqlite3.Error:
+            db.close()
+            raise
+        return db
+
+    def _remove(self) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.unlink(self.path + suffix)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def load(self, run_key: str) -> tuple[dict[str, FileRecord], dict[str, dict[str, Any]]]:
+        """(records by path, manifests by id) written under `run_key`. Empty on any database error (with a
+        warning); a row that does not decode is left out."""
+        if self._db is None:
+            return {}, {}
+        records: dict[str, FileRecord] = {}
+        manifests: dict[str, dict[str, Any]] = {}
+        try:
+            for path, manifest, fp, data in self._db.execute(
+                "SELECT path, manifest, fp, data FROM files WHERE run_key = ?", (run_key,)
+            ):
+                try:
+                    record = FileRecord.decode(path, data)
+                    record.fp = [int(x) for x in json.loads(fp)]
+                except (ValueError, KeyError, TypeError, IndexError):
+                    continue
+                record.manifest = manifest
+                records[path] = record
+            wanted = sorted({r.manifest for r in records.values()})
+            for mid in wanted:
+                row = self._db.execute("SELECT data FROM manifests WHERE id = ?", (mid,)).fetchone()
+                if row is not None:
+                    try:
+                        manifests[mid] = json.loads(row[0])
+                    except ValueError:
+                        pass
+        except sqlite3.Error as exc:
+            self.warning = f"records not read ({exc})"
+            return {}, {}
+        return records, manifests
+
+    def save(
+        self,
+        run_key: str,
+        manifest_id: str,
+        manifest: dict[str, Any],
+        rows: Iterable[tuple[FileRecord, list[int]]],
+        forget: Iterable[str] = (),
+    ) -> bool:
+        """Write `rows` ((record, fingerprint)) under `run_key` and `manifest`, delete the rows of `forget`
+        (files whose collection can no longer be trusted), and drop manifests no row uses. One transaction;
+        False (with a warning) when the database is busy or unusable."""
+        if self._db is None or self.read_only:
+            return False
+        try:
+            with self._db:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO manifests(id, data) VALUES (?, ?)",
+                    (manifest_id, json.dumps(manifest, separators=(",", ":"))),
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO files(path, run_key, manifest, fp, data) VALUES (?, ?, ?, ?, ?)",
+                    [(r.path, run_key, manifest_id, json.dumps(fp), r.encode()) for r, fp in rows],
+                )
+                self._db.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in forget])
+                self._db.execute("DELETE FROM manifests WHERE id NOT IN (SELECT DISTINCT manifest FROM files)")
+        except sqlite3.Error as exc:
+            self.warning = f"records not written ({exc})"
+            return False
+        return True
