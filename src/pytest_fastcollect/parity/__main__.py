@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from .referee import format_report, referee
+from .referee import format_report, referee, without_selection
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,12 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--daemon", action="store_true", help="plugin side through the warm daemon (started if none is ready)"
     )
+    parser.add_argument(
+        "--prime", action="store_true",
+        help="first one plugin-side --collect-only run with the pytest args minus -k/-m (records the collection)",
+    )
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per side (default 3600)")
     ns = parser.parse_args(argv)
     if not ns.path.is_dir():
         parser.error(f"not a folder: {ns.path}")
     cmp = referee(
-        ns.path, pytest_args, run=ns.run, plugin_args=ns.plugin_arg, timeout=ns.timeout, daemon=ns.daemon
+        ns.path, pytest_args, run=ns.run, plugin_args=ns.plugin_arg, timeout=ns.timeout, daemon=ns.daemon,
+        prime=without_selection(pytest_args) if ns.prime else None,
     )
     if ns.json:
         print(json.dumps({"ok": cmp.ok, "differences": cmp.differences,

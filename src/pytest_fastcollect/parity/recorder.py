@@ -21,6 +21,14 @@ def _served_by_daemon(config: pytest.Config, plugin: Any) -> bool:
     decision = config.stash.get(plugin.DAEMON, None)
     return getattr(decision, "served", None) is not None
 
+def _skipped_files(config: pytest.Config, plugin: Any) -> int | None:
+    """Test files the plugin left unimported under -k/-m in this run (None: no selection was made)."""
+    run = config.stash.get(plugin.RECORDS, None) if hasattr(plugin, "RECORDS") else None
+    if run is None or not run.prepared:
+        return None
+    return len(run.selection.skip)
+
+
 _data: dict[str, Any] = {
     "items": [],
     "collect_errors": [],
@@ -83,6 +91,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             "files_scanned": len(report.files) if report is not None else None,
             "failure": getattr(state, "failure", None),
             "served_by_daemon": _served_by_daemon(config, plugin),
+            "skipped_files": _skipped_files(config, plugin),
         }
         stats = getattr(report, "cache", None) if report is not None else None
         if stats is not None:

@@ -162,6 +162,23 @@ def compare(
     return cmp
 
 
+def without_selection(args: list[str]) -> list[str]:
+    """`args` without -k/-m and their values (`-k EXPR`, `-kEXPR`, `-k=EXPR`, `-m ...`)."""
+    out: list[str] = []
+    skip_next = False
+    for arg in args:
+        if skip_next:
+            skip_next = False
+            continue
+        if arg in ("-k", "-m"):
+            skip_next = True
+            continue
+        if arg.startswith(("-k", "-m")) and not arg.startswith("--"):
+            continue
+        out.append(arg)
+    return out
+
+
 def referee(
     path: Path,
     pytest_args: list[str],
@@ -172,13 +189,18 @@ def referee(
     timeout: float = 3600.0,
     require_active: bool = True,
     daemon: bool = False,
+    prime: list[str] | None = None,
 ) -> Comparison:
     """Run both sides on `path` and compare. Without `run`, both sides are `--collect-only -q`. With
     `daemon`, the plugin side goes through the warm daemon of `path` (started with `--daemon-start` and the
-    same arguments if none is ready) and must have been served by it."""
+    same arguments if none is ready) and must have been served by it. `prime`: pytest arguments of one
+    plugin-side `--collect-only` run made first (not compared), so that the compared run finds the
+    collection recorded (e.g. the same arguments without -k/-m)."""
     args = list(pytest_args) if run else ["--collect-only", "-q", *pytest_args]
-    plain = run_side("plain", path, args, ["-p", "no:fastcollect"], env, timeout)
     extra = list(plugin_args or [])
+    if prime is not None:
+        run_side("prime", path, ["--collect-only", "-q", *prime], extra, env, timeout)
+    plain = run_side("plain", path, args, ["-p", "no:fastcollect"], env, timeout)
     record_path = None
     if daemon:
         extra.append("--fastcollect-auto-daemon")

@@ -1,0 +1,2 @@
+def test_fails_on_purpose():
+    assert 1 == 2

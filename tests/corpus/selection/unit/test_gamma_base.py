@@ -1,0 +1,7 @@
+class GammaBase:
+    def test_inherited(self):
+        pass
+
+
+class TestGammaPlain(GammaBase):
+    pass

@@ -1,0 +1,381 @@
+"""-k/-m before import (issue #3): recorded collection, its validity, and the files a run leaves unimported.
+
+The referee is the judge throughout: every plugin-side run is compared with `-p no:fastcollect` (node IDs,
+order, deselected count, outcomes, summary line, exit code), and each test also checks that files really
+were left unimported (else the comparison would prove nothing).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_fastcollect import _core
+from pytest_fastcollect.parity.referee import format_report, referee, without_selection
+from pytest_fastcollect.records import FileRecord, ItemRecord, RecordStore, json_scalar_kwargs
+from pytest_fastcollect.selection import decide, expressions, selectable
+from pytest_fastcollect.validity import changed, fingerprint
+
+from _corpus import corpus_cases
+
+BASE = ["-p", "no:cacheprovider"]
+
+
+def _compile(text: str):
+    expr, _, message = _core.compile_expression(text)
+    assert expr is not None, message
+    return expr
+
+
+def _record(*items: tuple[str, list[str], list]) -> FileRecord:
+    return FileRecord("/p/test_x.py", ["test_x.py", "p"], [ItemRecord(n, names, marks) for n, names, marks in items])
+
+
+# -- the evaluator on records ---------------------------------------------------------------------------
+
+
+RECORD = _record(
+    ("test_x.py::test_one", ["test_one"], []),
+    ("test_x.py::TestK::test_two[a-1]", ["TestK", "test_two[a-1]", "slow"], [("slow", {}), ("owner", {"name": "bob", "n": 1})]),
+)
+
+
+@pytest.mark.parametrize(
+    ("keyword", "mark", "expected"),
+    [
+        ("test_one", None, True),
+        ("nothing", None, False),
+        ("TEST_ONE", None, True),  # case-insensitive substring
+        ("a-1", None, True),  # param id inside the item name
+        ("test_x.py", None, True),  # the file's name is shared by every item
+        ("not test_x", None, False),
+        ("not test_one and not testk", None, False),
+        ("not test_one and slow", None, True),  # a marker name used with -k
+        ("(nothing or testk) and not one", None, True),
+        (None, "slow", True),
+        (None, "not slow", True),  # test_one has no mark
+        (None, "owner(name='bob')", True),
+        (None, "owner(name='alice')", False),
+        (None, "owner(n=1)", True),
+        (None, "owner(n=True)", True),  # pytest compares with ==: True == 1
+        (None, "owner(name='bob', n=2)", False),
+        ("test_one", "slow", False),  # both must hold for one item
+        ("test_two", "slow", True),
+    ],
+)
+def test_selectable_follows_pytest_rules(keyword, mark, expected) -> None:
+    k = _compile(keyword) if keyword else None
+    m = _compile(mark) if mark else None
+    assert selectable(RECORD, k, m) is expected
+
+
+def test_undecidable_values_mean_import() -> None:
+    # kwargs that were not JSON scalars are unknown: -m with kwargs on that mark cannot say "false"
+    record = _record(("t.py::test_a", ["test_a"], [("owner", None)]))
+    assert selectable(record, None, _compile("owner(name='x')")) is True
+    assert selectable(record, None, _compile("owner")) is True
+    assert selectable(record, None, _compile("not owner")) is False
+    # -k with call arguments is a UsageError in pytest: never decided here
+    assert selectable(record, _compile("test_a(x=1)"), None) is True
+    assert json_scalar_kwargs({"a": 1, "b": "s", "c": None, "d": 1.5}) == {"a": 1, "b": "s", "c": None, "d": 1.5}
+    assert json_scalar_kwargs({"a": object()}) is None
+
+
+def test_decide_keeps_excluded_files_and_empty_records_are_skipped() -> None:
+    empty = FileRecord("/p/test_empty.py", ["test_empty.py"], [])
+    valid = {RECORD.path: RECORD, empty.path: empty}
+    assert set(decide(valid, _compile("nothing"), None)) == {RECORD.path, empty.path}
+    assert set(decide(valid, _compile("nothing"), None, exclude=[RECORD.path])) == {empty.path}
+    assert set(decide(valid, _compile("test_one"), None)) == {empty.path}
+
+
+def test_expressions_report_what_does_not_compile() -> None:
+    class Options:
+        keyword = "  test_a"
+        markexpr = ""
+
+    keyword, mark, error = expressions(Options())
+    assert keyword is not None and mark is None and error == ""
+    Options.keyword = "a and"
+    assert expressions(Options())[2].startswith("-k does not compile")
+    assert without_selection(["-k", "x", "-mslow", "-q", "--maxfail=1", "-m", "y", "tests"]) == ["-q", "--maxfail=1", "tests"]
+
+
+# -- storage and file identity --------------------------------------------------------------------------
+
+
+def test_store_round_trip_and_key_separation(tmp_path: Path) -> None:
+    store = RecordStore(str(tmp_path / "r.sqlite"), read_only=False)
+    assert store.warning == ""
+    manifest = {"files": {"/p/m.py": [1, 2, 3, 4, 5, 6]}}
+    assert store.save("key1", "m1", manifest, [(RECORD, [1, 2, 3, 4, 5, 6])])
+    records, manifests = store.load("key1")
+    assert list(records) == [RECORD.path] and manifests == {"m1": manifest}
+    got = records[RECORD.path]
+    assert [i.nodeid for i in got.items] == [i.nodeid for i in RECORD.items]
+    assert got.items[1].marks == [("slow", {}), ("owner", {"name": "bob", "n": 1})]
+    assert got.fp == [1, 2, 3, 4, 5, 6] and got.manifest == "m1"
+    assert store.load("other") == ({}, {})
+    # forgetting a file, and unused manifests go away
+    assert store.save("key1", "m2", {"files": {}}, [], forget=[RECORD.path])
+    store.close()
+    db = sqlite3.connect(tmp_path / "r.sqlite")
+    assert db.execute("SELECT count(*) FROM files").fetchone()[0] == 0
+    assert [r[0] for r in db.execute("SELECT id FROM manifests")] == []
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty-tables", "newer-schema"])
+def test_damaged_store_is_rebuilt_read_write_and_ignored_read_only(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "r.sqlite"
+    if damage == "garbage":
+        path.write_bytes(b"this is not a database" * 100)
+    elif damage == "empty-tables":
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA user_version=1")
+        db.commit()
+        db.close()
+    else:
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA user_version=99")
+        db.commit()
+        db.close()
+    ro = RecordStore(str(path), read_only=True)
+    assert ro.load("k") == ({}, {}) and "unusable" in ro.warning
+    assert not ro.save("k", "m", {"files": {}}, [(RECORD, [1, 2, 3, 4, 5, 6])])
+    ro.close()
+    rw = RecordStore(str(path), read_only=False)
+    assert "rebuilt" in rw.warning
+    assert rw.save("k", "m", {"files": {}}, [(RECORD, [1, 2, 3, 4, 5, 6])])
+    assert list(rw.load("k")[0]) == [RECORD.path]
+    rw.close()
+
+
+def test_missing_store_read_only_is_no_records(tmp_path: Path) -> None:
+    store = RecordStore(str(tmp_path / "none.sqlite"), read_only=True)
+    assert store.load("k") == ({}, {})
+    assert not (tmp_path / "none.sqlite").exists()
+
+
+def test_changed_sees_same_size_same_mtime_edits_and_deletions(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("x = 1\n")
+    b.write_text("y = 1\n")
+    entries = fingerprint([str(a), str(b)])
+    assert changed(entries) == set()
+    st = a.stat()
+    a.write_text("x = 2\n")  # same size
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime: only the racy rule or the hash sees it
+    b.unlink()
+    assert changed(entries) == {str(a), str(b)}
+
+
+def test_fingerprint_reuses_a_settled_hash(tmp_path: Path) -> None:
+    a = tmp_path / "a.py"
+    a.write_text("x = 1\n")
+    old = time.time_ns() - 10_000_000_000
+    os.utime(a, ns=(old, old))
+    first = fingerprint([str(a)])
+    fake = {str(a): [*first[str(a)][:4], 12345, first[str(a)][5]]}  # a hash it would never compute
+    assert fingerprint([str(a)], fake)[str(a)][4] == 12345  # stat equal and not racy: not re-read
+    assert changed(fake) == set()
+
+
+# -- end to end -----------------------------------------------------------------------------------------
+
+
+def _pytest(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        # the referee's plugin side loads its recorder plugin: `-p` options are part of a record's key
+        [sys.executable, "-m", "pytest", *BASE, *args, "-p", "pytest_fastcollect.parity.recorder"], cwd=root, capture_output=True, text=True, timeout=120,
+        env=env,
+    )
+
+
+def _header(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("fastcollect: -k/-m")]
+    assert len(lines) == 1, proc.stdout + proc.stderr
+    return lines[0]
+
+
+def _check(root: Path, args: list[str], *, run: bool = True, min_skipped: int = 1, **kw) -> None:
+    cmp = referee(root, [*BASE, *args], run=run, timeout=120, **kw)
+    report = format_report(cmp)
+    assert cmp.ok, report
+    skipped = cmp.plugin.record["fastcollect"]["skipped_files"]
+    assert skipped is not None and skipped >= min_skipped, f"files left unimported: {skipped}\n{report}"
+
+
+SELECTION_MATRIX = [
+    ["-k", "test_alpha_one"],  # a single test name
+    ["-k", "TestAlphaGroup"],  # a class name
+    ["-k", "integration"],  # a directory name
+    ["-k", "not integration"],
+    ["-k", "slow"],  # a marker name used as -k
+    ["-k", "why"],  # a param id
+    ["-k", "2"],  # a param id from a project module
+    ["-k", "(alpha or beta) and not slow"],  # parenthesised mix
+    ["-k", "pkg and not slow"],  # a package name
+    ["-m", "owner(name='bob')"],  # -m with kwargs, module-level pytestmark
+    ["-m", "owner(name='alice')"],
+    ["-m", "db"],  # a mark only a conftest hook adds
+    ["-m", "net or slow"],
+    ["-m", "not slow", "-k", "one"],
+    ["-k", "inherited"],  # tests inherited from another test file
+    ["-k", "nothing_matches_this"],  # no test selected: exit code 5, every file skipped
+]
+
+
+@pytest.mark.parametrize("args", SELECTION_MATRIX, ids=lambda a: " ".join(a))
+def test_selection_matrix_on_the_selection_corpus(args: list[str], corpus_copy) -> None:
+    root = corpus_copy("selection")
+    _check(root, args, prime=BASE)
+
+
+def test_warning_modules_and_failed_collections_are_always_imported(corpus_copy) -> None:
+    root = corpus_copy("selection")
+    (root / "unit" / "test_broken.py").write_text("def test_broken(:\n")
+    _pytest(root, "--collect-only", "-q")
+    proc = _pytest(root, "-k", "nothing_matches_this")
+    # the module warning at import and the file that does not import are imported every time
+    assert "this module warns at import" in proc.stdout
+    assert "test_broken.py" in proc.stdout and "ERROR" in proc.stdout
+    _check(root, ["-k", "nothing_matches_this"])
+
+
+@pytest.mark.parametrize("case", corpus_cases())
+@pytest.mark.parametrize("expr", [["-k", "not zzz_nothing"], ["-k", "zzz_nothing"], ["-m", "slow or not slow"]])
+def test_corpus_parity_with_records(case: str, expr: list[str], corpus_copy) -> None:
+    root = corpus_copy(case)
+    cmp = referee(root, [*BASE, *expr], run=True, timeout=120, prime=BASE)
+    assert cmp.ok, format_report(cmp)
+
+
+def test_first_run_records_second_run_skips(corpus_copy) -> None:
+    root = corpus_copy("selection")
+    first = _pytest(root, "-k", "test_alpha_one")
+    assert "0 test files left unimported" in _header(first)
+    assert "8 not recorded yet" in _header(first)
+    second = _pytest(root, "-k", "test_alpha_one")
+    # 8 test files: test_alpha.py holds the test, test_warns.py warns at import (never recorded)
+    assert "6 test files left unimported" in _header(second), second.stdout
+    assert "records valid for 7 files, 1 not recorded yet" in _header(second)
+    assert "1 passed, 20 deselected" in second.stdout
+    strict = _pytest(root, "-k", "test_alpha_one", "--fastcollect-strict")
+    assert "every test file imported (--fastcollect-strict)" in _header(strict)
+    assert "1 passed, 20 deselected" in strict.stdout
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+@pytest.mark.parametrize(
+    ("what", "args"),
+    [
+        ("test file", ["-k", "renamed"]),
+        ("imported project module", ["-k", "4"]),
+        ("imported test file", ["-k", "gamma_extra"]),
+        ("conftest hook", ["-m", "db"]),
+        ("environment", ["-k", "flavoured"]),
+        ("new test file", ["-k", "brand_new"]),
+        ("deleted test file", ["-k", "beta"]),
+    ],
+)
+def test_stale_records_are_never_used(what: str, args: list[str], corpus_copy, monkeypatch) -> None:
+    """After each change, a record that would now be wrong must not decide anything: the referee stays at
+    0 differences (a stale record would leave a now-selected test unimported, or keep a deleted one)."""
+    root = corpus_copy("selection")
+    env = None
+    assert _pytest(root, "--collect-only", "-q").returncode == 0
+    time.sleep(0.01)
+    if what == "test file":
+        _edit(root / "unit" / "test_beta.py", "def test_beta_one", "def test_renamed_beta_one")
+    elif what == "imported project module":
+        _edit(root / "helpers.py", "SIZES = [1, 2, 3]", "SIZES = [1, 2, 3, 4]")
+    elif what == "imported test file":
+        _edit(root / "unit" / "test_gamma_base.py", "def test_inherited", "def test_gamma_extra(self):\n        pass\n\n    def test_inherited")
+    elif what == "conftest hook":
+        _edit(root / "conftest.py", '"database" in item.name', '"database" in item.name or "beta" in item.name')
+    elif what == "environment":
+        monkeypatch.setenv("SELECTION_FLAVOUR", "chocolate")
+    elif what == "new test file":
+        (root / "integration" / "test_brand_new.py").write_text("def test_brand_new():\n    pass\n")
+    else:
+        (root / "unit" / "test_beta.py").unlink()
+    # the run right after the change: records it cannot trust are not used (a change to a project module,
+    # a conftest or the environment invalidates them all)
+    _check(root, args, env=env, min_skipped=0)
+    # and the run after that uses the records the previous one wrote
+    _check(root, args, env=env, min_skipped=1)
+
+
+def test_a_conftest_that_drops_items_keeps_its_files_imported(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makeconftest(
+        "def pytest_collection_modifyitems(items):\n"
+        "    items[:] = [i for i in items if 'dropped' not in i.name]\n"
+    )
+    pytester.makepyfile(test_a="def test_a(): pass\ndef test_dropped(): pass\n", test_b="def test_b(): pass\n")
+    root = pytester.path
+    _pytest(root, "--collect-only", "-q")
+    proc = _pytest(root, "-k", "test_a")
+    assert "1 test files left unimported" in _header(proc)  # test_b only: test_a.py lost an item silently
+    cmp = referee(root, [*BASE, "-k", "test_a"], run=True, timeout=120)
+    assert cmp.ok, format_report(cmp)
+
+
+def test_a_foreign_itemcollected_hook_sees_real_items(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makeconftest(
+        "def pytest_itemcollected(item):\n"
+        "    assert item.obj is not None  # would fail on a stand-in\n"
+    )
+    pytester.makepyfile(test_a="def test_a(): pass\n", test_b="def test_b(): pass\n")
+    root = pytester.path
+    _pytest(root, "--collect-only", "-q")
+    cmp = referee(root, [*BASE, "-k", "test_a"], run=True, timeout=120)
+    assert cmp.ok, format_report(cmp)
+
+
+def test_xdist_workers_apply_the_controllers_decision(corpus_copy) -> None:
+    pytest.importorskip("xdist")
+    root = corpus_copy("selection")
+    # xdist's controller collects nothing and workers never write: records come from a run without -n (with
+    # the same collection options; -n itself is not one)
+    for args in (["-k", "alpha"], ["-m", "slow"], ["-k", "nothing_matches_this"]):
+        cmp = referee(root, [*BASE, "-n", "2", "-p", "no:randomly", *args], run=True, timeout=180,
+                      prime=[*BASE, "-p", "no:randomly"])
+        assert cmp.ok, format_report(cmp)
+        assert cmp.plugin.record["fastcollect"]["skipped_files"] >= 1, format_report(cmp)
+
+
+@pytest.mark.parametrize("xdist_args", [[], ["-n", "2"]], ids=["local", "xdist"])
+def test_unimported_files_are_really_not_imported(pytester: pytest.Pytester, xdist_args: list[str], monkeypatch) -> None:
+    """Each test module logs its import; after a recorded run, `-k` imports only the file that holds the
+    selected test, in the process that collects (the run itself, or every xdist worker)."""
+    if xdist_args:
+        pytest.importorskip("xdist")
+    log = pytester.path / "imports.log"
+    monkeypatch.setenv("IMPORT_LOG", str(log))
+    pytester.makeini("[pytest]\n")
+    body = "import os\nwith open(os.environ['IMPORT_LOG'], 'a') as fh:\n    fh.write(__name__ + '\\n')\n"
+    for n in range(4):
+        pytester.makepyfile(**{f"test_m{n}": body + f"def test_f{n}(): pass\ndef test_g{n}(): pass\n"})
+    root = pytester.path
+    assert _pytest(root, "-q", "-p", "no:randomly").returncode == 0
+    log.unlink()
+    proc = _pytest(root, "-k", "test_f2", "-p", "no:randomly", *xdist_args)
+    assert proc.returncode == 0, proc.stdout
+    assert "1 passed" in proc.stdout
+    imported = log.read_text().split()
+    assert set(imported) == {"test_m2"}, imported
+    if not xdist_args:
+        assert "1 passed, 7 deselected" in proc.stdout
