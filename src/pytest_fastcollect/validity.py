@@ -55,7 +55,8 @@ IGNORED_OPTIONS = frozenset(
 #: Our own options and environment variables that do not change collection.
 IGNORED_PREFIXES = ("fastcollect", "daemon_")
 IGNORED_ENV = frozenset({"FASTCOLLECT_PARITY_RECORD", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT",
-                         "PYTEST_XDIST_TESTRUNUID", "PYTEST_CURRENT_TEST"})
+                         "PYTEST_XDIST_TESTRUNUID", "PYTEST_CURRENT_TEST",
+                         "PYTHONDONTWRITEBYTECODE"})
 
 
 def _stable(value: Any) -> Any:
