@@ -25,6 +25,50 @@ import pytest
 from .records import FileRecord, ItemRecord, json_scalar_kwargs
 
 
+class KeywordNames:
+    """The names pytest's `-k` matches for an item: `KeywordMatcher.from_item` (_pytest/mark/__init__.py):
+    the names of every node of `item.listchain()` except the Session and the root Directory, the extra
+    keywords of every node of the chain (`listextrakeywords`), the names in the test function's `__dict__`
+    (filtered by `_is_matchable_function_attribute` where that exists: pytest >= 9.1), and the marker names.
+    `fast()` computes the same set with the parent chain's part cached per parent node; `exact()` calls
+    pytest's own implementation."""
+
+    def __init__(self) -> None:
+        self._chains: dict[int, set[str]] = {}
+        from _pytest import mark
+
+        self._matchable = getattr(mark, "_is_matchable_function_attribute", None)
+        self._matcher = mark.KeywordMatcher
+
+    def chain(self, node: Any) -> set[str]:
+        """Names and extra keywords contributed by `node` and its parents (cached per node)."""
+        if node is None:
+            return set()
+        cached = self._chains.get(id(node))
+        if cached is None:
+            cached = set(self.chain(node.parent))
+            cached.update(node.extra_keyword_matches)
+            root_dir = isinstance(node, pytest.Directory) and isinstance(node.parent, pytest.Session)
+            if not isinstance(node, pytest.Session) and not root_dir:
+                cached.add(node.name)
+            self._chains[id(node)] = cached
+        return cached
+
+    def fast(self, item: pytest.Item, marks: list[Any]) -> set[str]:
+        names = set(self.chain(item.parent))
+        names.add(item.name)
+        names.update(item.extra_keyword_matches)
+        function = getattr(item, "function", None)
+        if function:
+            attrs = function.__dict__
+            names.update(attrs if self._matchable is None else (a for a in attrs if self._matchable(a)))
+        names.update(name for name, _ in marks)
+        return names
+
+    def exact(self, item: pytest.Item) -> set[str]:
+        return set(getattr(self._matcher.from_item(item), "_names"))
+
+
 def warnings_seen() -> int | None:
     """How many warnings the innermost `warnings.catch_warnings(record=True)` holds (pytest's, during
     collection: _pytest/warnings.py catch_warnings_for_item), or None when that cannot be known."""
@@ -72,8 +116,7 @@ class Recorder:
         t0 = time.perf_counter()
         if self.unknown_warnings:
             return [], []
-        from _pytest.mark import KeywordMatcher
-
+        names_of = KeywordNames()
         by_path: dict[str, list[pytest.Item]] = {}
         for item in [*items, *self.deselected_items]:
             module = item.getparent(pytest.Module)
@@ -97,20 +140,17 @@ class Recorder:
                 continue
             order = {nodeid: n for n, nodeid in enumerate(entry.nodeids)}
             survivors.sort(key=lambda i: order[i.nodeid])
-            common: set[str] | None = None
+            common: set[str] = set()
             item_records = []
-            for item in survivors:
-                names = set(getattr(KeywordMatcher.from_item(item), "_names"))
+            use_exact = False
+            for n, item in enumerate(survivors):
                 marks = [(m.name, json_scalar_kwargs(m.kwargs)) for m in item.iter_markers()]
-                item_records.append((item.nodeid, names, marks))
-                common = names if common is None else common & names
-            common = common or set()
-            out.append(
-                FileRecord(
-                    path,
-                    sorted(common),
-                    [ItemRecord(n, sorted(names - common), marks) for n, names, marks in item_records],
-                )
-            )
+                if n == 0:
+                    # the fast path is checked against pytest's own KeywordMatcher on each file's first item
+                    use_exact = names_of.fast(item, marks) != names_of.exact(item)
+                    common = names_of.chain(item.getparent(pytest.Module))
+                names = names_of.exact(item) if use_exact else names_of.fast(item, marks)
+                item_records.append(ItemRecord(item.nodeid, sorted(names - common), marks))
+            out.append(FileRecord(path, sorted(common), item_records))
         self.seconds += time.perf_counter() - t0
         return out, forget

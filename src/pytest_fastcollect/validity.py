@@ -103,6 +103,24 @@ def run_key(config: pytest.Config, conftests: Iterable[str]) -> str:
     return hashlib.sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
+def project_files(modules: Mapping[str, Any], rootdir: str) -> set[str]:
+    """Files of the modules in `modules` (sys.modules) that are project modules: a `.py` file under rootdir
+    (as given or resolved) and outside the interpreter's prefixes and site folders
+    (daemon/freshness.excluded_folders). Paths as in `__file__` (absolute), not resolved: cheap enough to run
+    after every recorded collection."""
+    from .daemon.freshness import excluded_folders
+
+    roots = tuple({os.path.join(rootdir, ""), os.path.join(os.path.realpath(rootdir), "")})
+    excluded = tuple(os.path.join(f, "") for f in excluded_folders())
+    excluded += tuple(os.path.join(os.path.abspath(p), "") for p in (sys.prefix, sys.base_prefix, sys.exec_prefix))
+    out: set[str] = set()
+    for module in list(modules.values()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and file.endswith(".py") and file.startswith(roots) and not file.startswith(excluded):
+            out.add(file)
+    return out
+
+
 def fingerprint(paths: list[str], previous: Mapping[str, list[int]] | None = None) -> dict[str, list[int]]:
     """path -> [mtime_ns, ctime_ns, size, inode, xxh3, recorded_at_ns] for the files that exist. A file whose
     stat equals its `previous` entry and is not racy keeps that entry's hash (not re-read)."""

@@ -379,3 +379,53 @@ def test_unimported_files_are_really_not_imported(pytester: pytest.Pytester, xdi
     assert set(imported) == {"test_m2"}, imported
     if not xdist_args:
         assert "1 passed, 7 deselected" in proc.stdout
+
+
+def test_fast_keyword_names_equal_pytests_own(pytester: pytest.Pytester) -> None:
+    """recording.KeywordNames.fast (parent chain cached) gives KeywordMatcher.from_item's set for every item
+    shape: classes, nested classes, params, marks on classes and modules, extra keywords, function attributes
+    (public, private and pytest's ignored ones)."""
+    pytester.makeini("[pytest]\n")
+    pytester.makeconftest(
+        """
+        import pytest
+        from pytest_fastcollect.recording import KeywordNames
+
+        def pytest_collection_modifyitems(items):
+            items[0].extra_keyword_matches.add("added_by_hook")
+            items[0].parent.extra_keyword_matches.add("added_to_parent")
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_collection_finish(session):
+            names = KeywordNames()
+            for item in session.items:
+                marks = [(m.name, m.kwargs) for m in item.iter_markers()]
+                assert names.fast(item, marks) == names.exact(item), item.nodeid
+            print("CHECKED", len(session.items))
+        """
+    )
+    pytester.makepyfile(
+        test_shapes="""
+        import pytest
+        pytestmark = pytest.mark.modmark
+
+        def test_attrs(): pass
+        test_attrs.public_attr = 1
+        test_attrs._private = 2
+
+        @pytest.mark.parametrize("x", [1, pytest.param(2, marks=pytest.mark.slow, id="two")])
+        def test_params(x): pass
+
+        @pytest.mark.cls
+        class TestOuter:
+            def test_m(self): pass
+
+            class TestInner:
+                @pytest.mark.inner(k=1)
+                def test_deep(self): pass
+        """
+    )
+    pytester.mkpydir("pkg").joinpath("test_in_pkg.py").write_text("def test_p(): pass\n")
+    result = pytester.runpytest_subprocess("--collect-only", "-q", "-s", "-p", "no:fastcollect")
+    result.stdout.fnmatch_lines(["CHECKED 6"])
+    assert result.ret == 0
