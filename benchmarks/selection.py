@@ -2,13 +2,15 @@
 imported and the collection recorded) and second run (records valid: files without a selected test are left
 unimported), as alternating runs in one process tree, with counts beside every time.
 
-    python benchmarks/selection.py [--suites sympy,pandas] [--pairs 5] [--pyc warm|cold|both] [--json FILE]
+    python benchmarks/selection.py [--suites sympy,pandas] [--pairs 5] [--pyc warm|cold|both] [--daemon] [--json FILE]
 
 Per pair, in this order:
   plain:  python -m pytest ARGS -p no:fastcollect
   first:  python -m pytest ARGS --no-fastcollect-auto-daemon     (records deleted just before)
   second: python -m pytest ARGS --no-fastcollect-auto-daemon     (the records the first run wrote)
-The daemon is off on every side (benchmarks/daemon.py measures it); the discovery cache is warm. Each run's
+and with --daemon (warm pyc only), a fourth side:
+  daemon: python -m pytest ARGS --fastcollect-auto-daemon        (served by a warm daemon, with the records)
+The daemon is off on the other sides (benchmarks/daemon.py measures it alone); the discovery cache is warm. Each run's
 summary line is kept; a scenario whose summaries differ between the sides is marked NOT COMPARABLE. "files
 imported" is the number of test files the scan found less those the plugin's header says it left unimported.
 
@@ -69,7 +71,7 @@ def fmt(ts: list[float]) -> str:
     return f"median {statistics.median(ts):.3f} s (min {min(ts):.3f}, max {max(ts):.3f})"
 
 
-def bench_suite(name: str, pairs: int, cold: bool) -> dict:
+def bench_suite(name: str, pairs: int, cold: bool, daemon: bool = False) -> dict:
     suite = getattr(suites, name)()
     python, cwd = suite.python, suite.cwd
     pkg_dir = subprocess.run([python, "-c", f"import {name}, os; print(os.path.dirname({name}.__file__))"],
@@ -81,6 +83,11 @@ def bench_suite(name: str, pairs: int, cold: bool) -> dict:
     if cold:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["XDG_CACHE_HOME"] = cache_home  # records and discovery cache of this benchmark only (-p no:cacheprovider)
+    daemon = daemon and not cold
+    if daemon:
+        runtime = tempfile.mkdtemp(prefix="fcsd")
+        os.chmod(runtime, 0o700)
+        env["XDG_RUNTIME_DIR"] = runtime
     if name == "pandas":
         options = [a for a in suite.args if a not in (name, "--pyargs")]
         base = [*options, f"--rootdir={cwd}", os.path.join(pkg_dir, "tests", "frame")]
@@ -92,23 +99,34 @@ def bench_suite(name: str, pairs: int, cold: bool) -> dict:
         args = [*base, *extra]
         plain_cmd = [python, "-m", "pytest", *args, "-p", "no:fastcollect"]
         plugin_cmd = [python, "-m", "pytest", *args, "--no-fastcollect-auto-daemon"]
+        daemon_cmd = [python, "-m", "pytest", *args, "--fastcollect-auto-daemon"]
+        sides = ("plain", "first", "second", "daemon") if daemon else ("plain", "first", "second")
         if not cold:
             timed(plain_cmd, cwd, env)  # unmeasured: pyc written, discovery cache filled
             timed(plugin_cmd, cwd, env)
-        times: dict[str, list[float]] = {"plain": [], "first": [], "second": []}
+        if daemon:
+            started = subprocess.run([python, "-m", "pytest", *args, "--daemon-start"], cwd=cwd, env=env,
+                                     capture_output=True, text=True)
+            if started.returncode != 0:
+                raise SystemExit(f"--daemon-start failed:\n{started.stdout}\n{started.stderr}")
+            timed(daemon_cmd, cwd, env)
+        times: dict[str, list[float]] = {side: [] for side in sides}
         summaries: dict[str, set] = {k: set() for k in times}
         imported: dict[str, set] = {k: set() for k in times}
         for _ in range(pairs):
-            for side in ("plain", "first", "second"):
+            for side in sides:
                 if side == "first":
                     remove_records(cache_home)
                 if cold:
                     remove_rewritten_pyc(pkg_dir)
-                seconds, _, code, out = timed(plain_cmd if side == "plain" else plugin_cmd, cwd, env)
+                cmd = {"plain": plain_cmd, "daemon": daemon_cmd}.get(side, plugin_cmd)
+                seconds, _, code, out = timed(cmd, cwd, env)
+                if side == "daemon" and "run by the warm daemon" not in out:
+                    raise SystemExit(f"{name} {scenario}: a daemon run was not served:\n{out[-2000:]}")
                 times[side].append(seconds)
                 summaries[side].add((code, counts(out)))
                 imported[side].add(files_imported(out))
-        comparable = len(summaries["plain"]) == 1 and summaries["plain"] == summaries["first"] == summaries["second"]
+        comparable = len(summaries["plain"]) == 1 and all(summaries[side] == summaries["plain"] for side in sides)
         comparable = comparable and all(code in (0, 1, 5) for code, _ in summaries["plain"])
         plain_med = statistics.median(times["plain"])
         row = {
@@ -122,14 +140,21 @@ def bench_suite(name: str, pairs: int, cold: bool) -> dict:
             "ratio_first": plain_med / statistics.median(times["first"]),
             "ratio_second": plain_med / statistics.median(times["second"]),
         }
+        if daemon:
+            row["ratio_daemon"] = plain_med / statistics.median(times["daemon"])
         result["scenarios"].append(row)
         mark = "" if comparable else "  NOT COMPARABLE"
         print(f"{name} {scenario} [{result['pyc']} pyc] '{row['summary']}'{mark}", flush=True)
-        for side in ("plain", "first", "second"):
+        for side in sides:
             files = row["files_imported"][side]
             files_text = f", files imported {files}" if files else ""
             print(f"  {side:6s} {fmt(times[side])}{files_text}", flush=True)
-        print(f"  ratio plain/first {row['ratio_first']:.2f}x, plain/second {row['ratio_second']:.2f}x", flush=True)
+        ratios = f"  ratio plain/first {row['ratio_first']:.2f}x, plain/second {row['ratio_second']:.2f}x"
+        if daemon:
+            ratios += f", plain/daemon {row['ratio_daemon']:.2f}x"
+        print(ratios, flush=True)
+    if daemon:
+        subprocess.run([python, "-m", "pytest", *base, "--daemon-stop"], cwd=cwd, env=env, capture_output=True)
     return result
 
 
@@ -138,6 +163,7 @@ def main() -> int:
     ap.add_argument("--suites", default="sympy,pandas")
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--pyc", choices=["warm", "cold", "both"], default="both")
+    ap.add_argument("--daemon", action="store_true", help="also a side served by a warm daemon (warm pyc)")
     ap.add_argument("--json", default="")
     ns = ap.parse_args()
     states = {"warm": [False], "cold": [True], "both": [False, True]}[ns.pyc]
@@ -148,7 +174,7 @@ def main() -> int:
     }
     for cold in states:
         for name in ns.suites.split(","):
-            doc["results"].append(bench_suite(name, ns.pairs, cold))
+            doc["results"].append(bench_suite(name, ns.pairs, cold, ns.daemon))
     if ns.json:
         Path(ns.json).write_text(json.dumps(doc, indent=1))
     return 0

@@ -54,7 +54,7 @@ IGNORED_OPTIONS = frozenset(
 )
 #: Our own options and environment variables that do not change collection.
 IGNORED_PREFIXES = ("fastcollect", "daemon_")
-IGNORED_ENV = frozenset({"FASTCOLLECT_PARITY_RECORD", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT",
+IGNORED_ENV = frozenset({"FASTCOLLECT_PARITY_RECORD", "FASTCOLLECT_KEY_DUMP", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT",
                          "PYTEST_XDIST_TESTRUNUID", "PYTEST_CURRENT_TEST",
                          "PYTHONDONTWRITEBYTECODE"})
 
@@ -100,6 +100,10 @@ def run_key(config: pytest.Config, conftests: Iterable[str]) -> str:
     material["conftests"] = sorted(conftests)
     material["site"] = sorted(site_folders(str(config.rootpath)).items())
     blob = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
+    dump = os.environ.get("FASTCOLLECT_KEY_DUMP")
+    if dump:  # troubleshooting: why a run does not find the records of another (diff two dumps)
+        with open(f"{dump}.{os.getpid()}.json", "w", encoding="utf-8") as fh:
+            json.dump(material, fh, sort_keys=True, indent=1, default=str)
     return hashlib.sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 

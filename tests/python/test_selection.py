@@ -429,3 +429,11 @@ def test_fast_keyword_names_equal_pytests_own(pytester: pytest.Pytester) -> None
     result = pytester.runpytest_subprocess("--collect-only", "-q", "-s", "-p", "no:fastcollect")
     result.stdout.fnmatch_lines(["CHECKED 6"])
     assert result.ret == 0
+
+
+def test_key_does_not_depend_on_how_the_interpreter_was_spelled(monkeypatch) -> None:
+    from pytest_fastcollect.daemon.paths import key_material
+
+    here = os.path.dirname(sys.executable)
+    monkeypatch.setattr(sys, "executable", os.path.join(here, "..", os.path.basename(here), os.path.basename(sys.executable)))
+    assert key_material("/r", [])["executable"] == os.path.join(here, os.path.basename(sys.executable))

@@ -74,7 +74,7 @@ def key_material(rootdir: str | os.PathLike[str], plugin_dists: Iterable[tuple[s
     distributions whose pytest plugins are loaded (pluginmanager.list_plugin_distinfo())."""
     return {
         "rootdir": str(rootdir),
-        "executable": sys.executable,
+        "executable": os.path.abspath(sys.executable),
         "prefix": sys.prefix,
         "base_prefix": sys.base_prefix,
         "python": sys.version,
