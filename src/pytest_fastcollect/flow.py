@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from .errors import one_line
-from .records import FileRecord, RecordStore, store_path
+from .records import CROSS_IMPORT, FileRecord, RecordStore, store_path
 from .recording import Recorder, warnings_seen
 from .selection import RecordedItem, Selection, SkippedModule, decide, expressions
 from .state import State
@@ -62,6 +62,10 @@ class RecordsRun:
         self.warning = ""
         self.handoff: dict[str, list[str]] | None = None
         self._before: dict[int, int | None] = {}
+        #: imported files whose collection differed from their record (see record())
+        self.mismatches: list[str] = []
+        #: files with a record of this run key (valid or not) when the run started
+        self.recorded_paths: set[str] = set()
 
     # -- before collection -------------------------------------------------------------------------------
     def prepare(self) -> Selection:
@@ -102,6 +106,7 @@ class RecordsRun:
 
         self.key = run_key(config, report.conftests)
         records, self.manifests = self.store.load(self.key)
+        self.recorded_paths = set(records)
         modules = {m.path: m for m in report.modules}
         verdict = check(records, self.manifests, modules, str(config.rootpath))
         self.valid = verdict.valid
@@ -111,6 +116,8 @@ class RecordsRun:
             selection.why_not = error or "no -k/-m"
         elif strict:
             selection.why_not = "--fastcollect-strict"
+        elif CROSS_IMPORT in self.store.flags(self.key):
+            selection.why_not = "importing some test modules changes what others collect in this project"
         else:
             selection.skip = decide(verdict.valid, keyword, mark, exclude=self.recorder.partial)
         self.selection = selection
@@ -160,13 +167,14 @@ class RecordsRun:
         before = self._before.pop(id(collector), None)
         after = warnings_seen()
         delta = None if before is None or after is None else after - before
-        recorder.module_collected(str(module.path), not report.passed, delta)
+        # a test module's `pytest_plugins` registers plugins when pytest imports it (consider_module): leaving
+        # it unimported would change the session's hooks, so such a file is never recorded
+        failed = not report.passed or (collector is module and _declares_plugins(module))
+        recorder.module_collected(str(module.path), failed, delta)
 
     def item_collected(self, item: pytest.Item) -> None:
         if self.recorder is not None and not isinstance(item, RecordedItem):
-            module = item.getparent(pytest.Module)
-            if module is not None:
-                self.recorder.item_collected(str(module.path), item.nodeid)
+            self.recorder.item_collected(item)
 
     def deselected(self, items: list[pytest.Item]) -> None:
         if self.recorder is not None:
@@ -190,7 +198,26 @@ class RecordsRun:
         if recorder is None or store is None or store.read_only or self.worker:
             return
         try:
-            rows, forget = recorder.finish(items, skip=set(self.valid) | set(self.selection.skip))
+            # A file imported in this run whose collection differs from its (valid) record: either the
+            # validity check missed a change, or importing a file this run left unimported changes what
+            # this one collects (import-time side effects across test modules). Re-record it; if files
+            # were left unimported, drop every record (the next runs import everything) and say so.
+            imported = {p for p in self.valid if p not in self.selection.skip and p not in recorder.partial}
+            if imported:
+                collected = recorder.nodeids(imported)
+                self.mismatches = sorted(
+                    p for p in imported if collected[p] != [i.nodeid for i in self.valid[p].items]
+                )
+            trusted = set(self.valid) - set(self.mismatches)
+            forget_all: list[str] = []
+            if self.mismatches and self.selection.skip:
+                forget_all = sorted(set(self.valid) | set(self.selection.skip))
+                trusted = set()
+                store.set_flag(self.key, CROSS_IMPORT)
+            rows, forget = recorder.finish(items, skip=trusted | set(self.selection.skip))
+            rows = [r for r in rows if r.path not in forget_all]
+            # only records that exist need deleting (a file that is never recordable costs nothing per run)
+            forget = sorted((set(forget) & self.recorded_paths) | set(forget_all))
             if not rows and not forget:
                 return
             manifest_id, manifest = self._manifest(set(recorder.files))
@@ -213,10 +240,27 @@ class RecordsRun:
         manifest_id = hashlib.sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()[:24]
         return manifest_id, {"files": files}
 
+    def summary_lines(self) -> list[str]:
+        """Lines for the terminal summary: only when something the user should know about happened."""
+        if self.mismatches and self.selection.skip:
+            some = ", ".join(os.path.basename(p) for p in self.mismatches[:3])
+            return [
+                f"fastcollect: {len(self.mismatches)} imported test files ({some}) collected other tests than "
+                f"recorded while {len(self.selection.skip)} files were left unimported: importing test modules "
+                "changes what other test modules collect here. From now on every file is imported for these "
+                "options (delete records-v1.sqlite beside the discovery cache to try again)."
+            ]
+        return []
+
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
             self.store = None
+
+
+def _declares_plugins(module: pytest.Module) -> bool:
+    obj = getattr(module, "_obj", None)  # the imported module (Module.obj without importing)
+    return obj is None or hasattr(obj, "pytest_plugins")
 
 
 def _file_fingerprints(paths: list[str]) -> dict[str, list[int]]:

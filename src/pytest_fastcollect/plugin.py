@@ -131,6 +131,13 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines + daemon_lines(config.stash.get(DAEMON, None), config.option.verbose)
 
 
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    run = config.stash.get(RECORDS, None)
+    if run is not None:
+        for line in run.summary_lines():
+            terminalreporter.write_line(line, yellow=True)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     decision = config.stash.get(DAEMON, None)
     run = config.stash.get(RECORDS, None)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import pytest
@@ -81,7 +81,6 @@ def warnings_seen() -> int | None:
 class _File:
     failed: bool = False
     warnings: int = 0
-    nodeids: list[str] = field(default_factory=list)
 
 
 class Recorder:
@@ -92,6 +91,7 @@ class Recorder:
         self.partial = set(partial_paths)
         self.files: dict[str, _File] = {}
         self.deselected_items: list[pytest.Item] = []
+        self.collected: list[pytest.Item] = []
         self.unknown_warnings = False
         self.seconds = 0.0
 
@@ -103,8 +103,20 @@ class Recorder:
         else:
             entry.warnings += warnings_delta
 
-    def item_collected(self, path: str, nodeid: str) -> None:
-        self.files.setdefault(path, _File()).nodeids.append(nodeid)
+    def item_collected(self, item: pytest.Item) -> None:
+        """Every collected item, in collection order (grouped per file only when needed: nodeids())."""
+        self.collected.append(item)
+
+    def nodeids(self, paths: set[str]) -> dict[str, list[str]]:
+        """path -> node IDs collected from it, in collection order, for the test files in `paths`. An item
+        counts for the file of its Module (an item of another collector type for the same path counts too,
+        and then the file's record can never match: it is not recorded)."""
+        out: dict[str, list[str]] = {p: [] for p in paths}
+        for item in self.collected:
+            ids = out.get(str(item.path))
+            if ids is not None:
+                ids.append(item.nodeid)
+        return out
 
     def deselected(self, items: list[pytest.Item]) -> None:
         self.deselected_items.extend(items)
@@ -117,11 +129,17 @@ class Recorder:
         if self.unknown_warnings:
             return [], []
         names_of = KeywordNames()
+        wanted = {path for path in self.files if path not in skip}
+        if not wanted:
+            return [], []
+        collected = self.nodeids(wanted)
         by_path: dict[str, list[pytest.Item]] = {}
         for item in [*items, *self.deselected_items]:
-            module = item.getparent(pytest.Module)
-            if module is not None:
-                by_path.setdefault(str(module.path), []).append(item)
+            path = str(item.path)  # the file of its Module: cheaper than getparent(), checked below
+            if path in wanted:
+                module = item.getparent(pytest.Module)
+                if module is not None and str(module.path) == path:
+                    by_path.setdefault(path, []).append(item)
         out: list[FileRecord] = []
         forget: list[str] = []
         for path, entry in self.files.items():
@@ -132,19 +150,19 @@ class Recorder:
                 not entry.failed
                 and entry.warnings == 0
                 and path not in self.partial
-                and len(set(entry.nodeids)) == len(entry.nodeids)
-                and sorted(i.nodeid for i in survivors) == sorted(entry.nodeids)
+                and len(set(collected[path])) == len(collected[path])
+                and sorted(i.nodeid for i in survivors) == sorted(collected[path])
             )
             if not ok:
                 forget.append(path)
                 continue
-            order = {nodeid: n for n, nodeid in enumerate(entry.nodeids)}
+            order = {nodeid: n for n, nodeid in enumerate(collected[path])}
             survivors.sort(key=lambda i: order[i.nodeid])
             common: set[str] = set()
             item_records = []
             use_exact = False
             for n, item in enumerate(survivors):
-                marks = [(m.name, json_scalar_kwargs(m.kwargs)) for m in item.iter_markers()]
+                marks = [(m.name, json_scalar_kwargs(m.kwargs) if m.kwargs else {}) for m in item.iter_markers()]
                 if n == 0:
                     # the fast path is checked against pytest's own KeywordMatcher on each file's first item
                     use_exact = names_of.fast(item, marks) != names_of.exact(item)

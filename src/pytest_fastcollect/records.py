@@ -11,8 +11,10 @@ sqlite3, WAL mode, a busy timeout. Tables:
 - `files(path PRIMARY KEY, run_key, manifest, fp, data)`: `run_key` is validity.run_key() of the run that
   wrote it; `manifest` the id of the project-module manifest it depends on; `fp` the file's fingerprint
   (JSON [mtime_ns, ctime_ns, size, inode, xxh3, recorded_at_ns]); `data` the items (JSON, see FileRecord).
-- `manifests(id PRIMARY KEY, data)`: JSON {"at": recorded_at_ns, "files": [[path, mtime_ns, ctime_ns, size,
-  inode, xxh3], ...]}.
+- `manifests(id PRIMARY KEY, data)`: JSON {"files": {path: [mtime_ns, ctime_ns, size, inode, xxh3,
+  recorded_at_ns]}}.
+- `flags(run_key, name)`: facts learnt about a run key, e.g. CROSS_IMPORT (importing some test modules
+  changes what others collect: records must not be used to skip files).
 Never raises to the caller: a corrupt or foreign file is deleted and rebuilt (read-write) or ignored
 (read-only); a busy database skips writing for this run.
 """
@@ -23,23 +25,24 @@ import json
 import os
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 SCHEMA = 1
+#: Flag: importing some test modules changes what other test modules collect (seen once for this run key).
+CROSS_IMPORT = "cross-import"
 _BUSY_MS = 5000
 
 #: One mark: (name, kwargs). kwargs is None when a value is not a JSON scalar (then `-m name(k=v)` is unknown).
 Mark = tuple[str, "dict[str, Any] | None"]
 
 
-@dataclass
-class ItemRecord:
+class ItemRecord(NamedTuple):
     """One collected item: `nodeid`; `names`: the -k names beyond the file's own (FileRecord.names);
-    `marks`: every mark of item.iter_markers(), closest first."""
+    `marks`: every mark of item.iter_markers(), closest first, as (name, kwargs) pairs (lists once decoded)."""
 
     nodeid: str
     names: list[str]
-    marks: list[Mark]
+    marks: list[Any]
 
 
 @dataclass
@@ -62,9 +65,11 @@ class FileRecord:
 
     @classmethod
     def decode(cls, path: str, text: str) -> "FileRecord":
-        doc = json.loads(text)
-        items = [ItemRecord(str(n), [str(x) for x in names], [(str(m[0]), m[1]) for m in marks]) for n, names, marks in doc["items"]]
-        return cls(path, [str(x) for x in doc["names"]], items)
+        doc = json.loads(text)  # our own encoding: types are checked where the values are used
+        items = list(map(ItemRecord._make, doc["items"]))
+        if not isinstance(doc["names"], list) or any(len(i) != 3 for i in items):
+            raise ValueError("malformed record")
+        return cls(path, doc["names"], items)
 
 
 def json_scalar_kwargs(kwargs: dict[str, Any]) -> dict[str, Any] | None:
@@ -115,17 +120,23 @@ class RecordStore:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA):
                 raise sqlite3.DatabaseError(f"schema version {version}, expected {SCHEMA}")
-            if version == 0 and not self.read_only:
-                db.execute("PRAGMA journal_mode=WAL")
+            if version == 0 and self.read_only:
+                raise sqlite3.OperationalError("no records yet")
+            if not self.read_only:
+                if version == 0:
+                    db.execute("PRAGMA journal_mode=WAL")
                 with db:
                     db.execute(
                         "CREATE TABLE IF NOT EXISTS files(path TEXT PRIMARY KEY, run_key TEXT NOT NULL, "
                         "manifest TEXT NOT NULL, fp TEXT NOT NULL, data TEXT NOT NULL)"
                     )
                     db.execute("CREATE TABLE IF NOT EXISTS manifests(id TEXT PRIMARY KEY, data TEXT NOT NULL)")
-                    db.execute(f"PRAGMA user_version={SCHEMA}")
-            elif version == 0:
-                raise sqlite3.OperationalError("no records yet")
+                    db.execute(
+                        "CREATE TABLE IF NOT EXISTS flags(run_key TEXT NOT NULL, name TEXT NOT NULL, "
+                        "PRIMARY KEY(run_key, name))"
+                    )
+                    if version == 0:
+                        db.execute(f"PRAGMA user_version={SCHEMA}")
             db.execute("SELECT count(*) FROM files").fetchone()  # a corrupt file fails here
         except sqlite3.Error:
             db.close()
@@ -174,6 +185,26 @@ class RecordStore:
             self.warning = f"records not read ({exc})"
             return {}, {}
         return records, manifests
+
+    def flags(self, run_key: str) -> set[str]:
+        """Flags set for `run_key` (empty on any error)."""
+        if self._db is None:
+            return set()
+        try:
+            return {r[0] for r in self._db.execute("SELECT name FROM flags WHERE run_key = ?", (run_key,))}
+        except sqlite3.Error:
+            return set()
+
+    def set_flag(self, run_key: str, name: str) -> bool:
+        if self._db is None or self.read_only:
+            return False
+        try:
+            with self._db:
+                self._db.execute("INSERT OR IGNORE INTO flags(run_key, name) VALUES (?, ?)", (run_key, name))
+        except sqlite3.Error as exc:
+            self.warning = f"records not written ({exc})"
+            return False
+        return True
 
     def save(
         self,
