@@ -23,6 +23,7 @@ usage error on both sides). Default: sympy one,collect; pandas one,frame.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 import json
 import os
 import platform
@@ -51,15 +52,32 @@ def counts(text: str) -> str:
     return last
 
 
-def timed(cmd: list[str], cwd: str, env: dict[str, str]) -> tuple[float, int, int, str]:
-    """(seconds, peak RSS KiB, exit code, output) of one process."""
+@dataclass
+class Timed:
+    """One measured process: wall seconds, CPU seconds (user + sys), peak RSS KiB, exit code, output."""
+
+    seconds: float
+    cpu: float
+    maxrss_kib: int
+    code: int
+    out: str
+
+
+def run_timed(cmd: list[str], cwd: str, env: dict[str, str]) -> Timed:
     with tempfile.TemporaryFile(mode="w+") as out:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
         out.seek(0)
-        return seconds, int(usage.ru_maxrss), os.waitstatus_to_exitcode(status), out.read()
+        return Timed(seconds, usage.ru_utime + usage.ru_stime, int(usage.ru_maxrss),
+                     os.waitstatus_to_exitcode(status), out.read())
+
+
+def timed(cmd: list[str], cwd: str, env: dict[str, str]) -> tuple[float, int, int, str]:
+    """(seconds, peak RSS KiB, exit code, output) of one process."""
+    t = run_timed(cmd, cwd, env)
+    return t.seconds, t.maxrss_kib, t.code, t.out
 
 
 def status(python: str, cwd: str, args: list[str], env: dict[str, str]) -> str:

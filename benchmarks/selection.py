@@ -13,6 +13,8 @@ and with --daemon (warm pyc only), a fourth side:
 The daemon is off on the other sides (benchmarks/daemon.py measures it alone); the discovery cache is warm. Each run's
 summary line is kept; a scenario whose summaries differ between the sides is marked NOT COMPARABLE. "files
 imported" is the number of test files the scan found less those the plugin's header says it left unimported.
+Wall clock of the whole process; CPU = user + sys of the process (a shared VM's steal time shows in wall
+clock, much less in CPU time); the daemon side's CPU is only the client's and is not shown.
 
 pyc states: warm = PYTHONDONTWRITEBYTECODE unset, one unmeasured run per side first (pytest's rewritten pyc
 files exist); cold = PYTHONDONTWRITEBYTECODE=1 (this machine's default) and pytest's rewritten test-module pyc
@@ -41,11 +43,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import suites  # noqa: E402
-from daemon import counts, timed  # noqa: E402
+from daemon import counts, run_timed  # noqa: E402
 
 ONE_NAME = {"sympy": "test__aresame", "pandas": "test_getitem_pop_assign_name"}
 LEFT = re.compile(r"fastcollect: -k/-m: (\d+) test files left unimported")
 SCANNED = re.compile(r"scanned (\d+) files")
+
+
+def timed(cmd: list[str], cwd: str, env: dict[str, str]) -> tuple[float, float, int, str]:
+    """(wall seconds, CPU seconds user+sys, exit code, output) of one process."""
+    t = run_timed(cmd, cwd, env)
+    return t.seconds, t.cpu, t.code, t.out
 
 
 def files_imported(out: str) -> int | None:
@@ -111,6 +119,7 @@ def bench_suite(name: str, pairs: int, cold: bool, daemon: bool = False) -> dict
                 raise SystemExit(f"--daemon-start failed:\n{started.stdout}\n{started.stderr}")
             timed(daemon_cmd, cwd, env)
         times: dict[str, list[float]] = {side: [] for side in sides}
+        cpu: dict[str, list[float]] = {side: [] for side in sides}
         summaries: dict[str, set] = {k: set() for k in times}
         imported: dict[str, set] = {k: set() for k in times}
         for _ in range(pairs):
@@ -120,7 +129,8 @@ def bench_suite(name: str, pairs: int, cold: bool, daemon: bool = False) -> dict
                 if cold:
                     remove_rewritten_pyc(pkg_dir)
                 cmd = {"plain": plain_cmd, "daemon": daemon_cmd}.get(side, plugin_cmd)
-                seconds, _, code, out = timed(cmd, cwd, env)
+                seconds, cpu_seconds, code, out = timed(cmd, cwd, env)
+                cpu[side].append(cpu_seconds)
                 if side == "daemon" and "run by the warm daemon" not in out:
                     raise SystemExit(f"{name} {scenario}: a daemon run was not served:\n{out[-2000:]}")
                 times[side].append(seconds)
@@ -137,6 +147,7 @@ def bench_suite(name: str, pairs: int, cold: bool, daemon: bool = False) -> dict
             "summaries": {k: sorted(str(s) for s in v) for k, v in summaries.items()},
             "files_imported": {k: sorted(x for x in v if x is not None) for k, v in imported.items()},
             "seconds": times,
+            "cpu_seconds": cpu,
             "ratio_first": plain_med / statistics.median(times["first"]),
             "ratio_second": plain_med / statistics.median(times["second"]),
         }
@@ -148,8 +159,12 @@ def bench_suite(name: str, pairs: int, cold: bool, daemon: bool = False) -> dict
         for side in sides:
             files = row["files_imported"][side]
             files_text = f", files imported {files}" if files else ""
-            print(f"  {side:6s} {fmt(times[side])}{files_text}", flush=True)
-        ratios = f"  ratio plain/first {row['ratio_first']:.2f}x, plain/second {row['ratio_second']:.2f}x"
+            cpu_text = "" if side == "daemon" else f"; CPU {statistics.median(cpu[side]):.3f} s"
+            print(f"  {side:6s} {fmt(times[side])}{cpu_text}{files_text}", flush=True)
+        cpu_ratio = statistics.median(cpu["plain"]) / statistics.median(cpu["second"])
+        row["cpu_ratio_second"] = cpu_ratio
+        ratios = (f"  ratio plain/first {row['ratio_first']:.2f}x, plain/second {row['ratio_second']:.2f}x "
+                  f"(CPU {cpu_ratio:.2f}x)")
         if daemon:
             ratios += f", plain/daemon {row['ratio_daemon']:.2f}x"
         print(ratios, flush=True)
