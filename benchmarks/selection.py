@@ -2,7 +2,8 @@
 imported and the collection recorded) and second run (records valid: files without a selected test are left
 unimported), as alternating runs in one process tree, with counts beside every time.
 
-    python benchmarks/selection.py [--suites sympy,pandas] [--pairs 5] [--pyc warm|cold|both] [--daemon] [--json FILE]
+    python benchmarks/selection.py [--suites sympy,pandas] [--pairs 5] [--pyc warm|cold|both] [--daemon]
+                                   [--scenarios one,broad] [--json FILE]
 
 Per pair, in this order:
   plain:  python -m pytest ARGS -p no:fastcollect
@@ -79,7 +80,7 @@ def fmt(ts: list[float]) -> str:
     return f"median {statistics.median(ts):.3f} s (min {min(ts):.3f}, max {max(ts):.3f})"
 
 
-def bench_suite(name: str, pairs: int, cold: bool, daemon: bool = False) -> dict:
+def bench_suite(name: str, pairs: int, cold: bool, daemon: bool = False, wanted: tuple[str, ...] = ("one", "broad")) -> dict:
     suite = getattr(suites, name)()
     python, cwd = suite.python, suite.cwd
     pkg_dir = subprocess.run([python, "-c", f"import {name}, os; print(os.path.dirname({name}.__file__))"],
@@ -104,6 +105,8 @@ def bench_suite(name: str, pairs: int, cold: bool, daemon: bool = False) -> dict
     scenarios = {"one": ["-k", ONE_NAME[name]], "broad": ["-k", "not zzz_matches_nothing", "--collect-only"]}
     result: dict = {"suite": name, "pyc": "cold" if cold else "warm", "scenarios": []}
     for scenario, extra in scenarios.items():
+        if scenario not in wanted:
+            continue
         args = [*base, *extra]
         plain_cmd = [python, "-m", "pytest", *args, "-p", "no:fastcollect"]
         plugin_cmd = [python, "-m", "pytest", *args, "--no-fastcollect-auto-daemon"]
@@ -179,7 +182,8 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--pyc", choices=["warm", "cold", "both"], default="both")
     ap.add_argument("--daemon", action="store_true", help="also a side served by a warm daemon (warm pyc)")
-    ap.add_argument("--json", default="")
+    ap.add_argument("--scenarios", default="one,broad")
+    ap.add_argument("--json", default="", help="written after each suite")
     ns = ap.parse_args()
     states = {"warm": [False], "cold": [True], "both": [False, True]}[ns.pyc]
     doc = {
@@ -189,9 +193,9 @@ def main() -> int:
     }
     for cold in states:
         for name in ns.suites.split(","):
-            doc["results"].append(bench_suite(name, ns.pairs, cold, ns.daemon))
-    if ns.json:
-        Path(ns.json).write_text(json.dumps(doc, indent=1))
+            doc["results"].append(bench_suite(name, ns.pairs, cold, ns.daemon, tuple(ns.scenarios.split(","))))
+            if ns.json:
+                Path(ns.json).write_text(json.dumps(doc, indent=1))
     return 0
 
 

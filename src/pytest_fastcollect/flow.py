@@ -31,16 +31,11 @@ def _why_off(config: pytest.Config) -> str:
         return "--doctest-modules"
     if getattr(option, "lf", False) or getattr(option, "stepwise", False) or getattr(option, "stepwise_skip", False):
         return "--lf/--sw filter the collection"
+    if any("::" in str(arg) for arg in option.file_or_dir or []):
+        # a file named by node ID is collected only in part (and with --pyargs its path is not even known
+        # here): its record would be partial, and leaving it unimported would change the deselected count
+        return "node IDs on the command line"
     return ""
-
-
-def _partial_paths(config: pytest.Config) -> list[str]:
-    out = []
-    for arg in config.option.file_or_dir or []:
-        if "::" in str(arg):
-            path = str(arg).split("::", 1)[0]
-            out.append(os.path.realpath(os.path.join(str(config.invocation_params.dir), path)))
-    return out
 
 
 class RecordsRun:
@@ -57,7 +52,8 @@ class RecordsRun:
         self.store: RecordStore | None = None
         self.key = ""
         self.manifests: dict[str, dict[str, Any]] = {}
-        self.recorder: Recorder | None = None
+        # collects from the first collected file on; prepare() drops it when this run cannot record
+        self.recorder: Recorder | None = None if worker else Recorder()
         self.placeholders: list[pytest.Item] = []
         self.warning = ""
         self.handoff: dict[str, list[str]] | None = None
@@ -68,6 +64,13 @@ class RecordsRun:
         self.recorded_paths: set[str] = set()
 
     # -- before collection -------------------------------------------------------------------------------
+    def needs_decision(self) -> bool:
+        """Whether files may be left unimported in this run (-k or -m given): then prepare() must run before
+        collection; otherwise it can wait for the header or the end of collection (the scan keeps
+        overlapping pytest's own work meanwhile)."""
+        option = self.config.option
+        return bool(str(getattr(option, "keyword", "") or "").strip() or getattr(option, "markexpr", ""))
+
     def prepare(self) -> Selection:
         """Load, validate and decide, once. Never raises."""
         if self.prepared:
@@ -91,14 +94,15 @@ class RecordsRun:
             why = "no discovery cache (--no-fastcollect-cache)"
         if why:
             self.selection = Selection(why_not=why)
+            self.recorder = None
             return
         keyword, mark, error = expressions(config.option)
         strict = bool(getattr(config.option, "fastcollect_strict", None) or config.getini("fastcollect_strict"))
         if self.worker:
+            self.recorder = None
             self._prepare_worker(keyword, mark, error, strict)
             return
         report = state.report
-        self.recorder = Recorder(_partial_paths(config))
         self.store = RecordStore(store_path(state.location.path), read_only=state.location.read_only)
         if self.store.warning:
             self.warning = self.store.warning
@@ -119,7 +123,7 @@ class RecordsRun:
         elif CROSS_IMPORT in self.store.flags(self.key):
             selection.why_not = "importing some test modules changes what others collect in this project"
         else:
-            selection.skip = decide(verdict.valid, keyword, mark, exclude=self.recorder.partial)
+            selection.skip = decide(verdict.valid, keyword, mark)
         self.selection = selection
 
     def _prepare_worker(self, keyword: Any, mark: Any, error: str, strict: bool) -> None:
@@ -194,6 +198,7 @@ class RecordsRun:
     # -- after collection --------------------------------------------------------------------------------
     def record(self, items: list[pytest.Item]) -> None:
         """Write the records of the files this run imported and has no valid record for. Never raises."""
+        self.prepare()
         recorder, store = self.recorder, self.store
         if recorder is None or store is None or store.read_only or self.worker:
             return
@@ -202,7 +207,7 @@ class RecordsRun:
             # validity check missed a change, or importing a file this run left unimported changes what
             # this one collects (import-time side effects across test modules). Re-record it; if files
             # were left unimported, drop every record (the next runs import everything) and say so.
-            imported = {p for p in self.valid if p not in self.selection.skip and p not in recorder.partial}
+            imported = {p for p in self.valid if p not in self.selection.skip}
             if imported:
                 collected = recorder.nodeids(imported)
                 self.mismatches = sorted(

@@ -174,7 +174,7 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, p
 def pytest_collection(session: pytest.Session) -> None:
     # -k/-m: decide which test files stay unimported before the first one is collected (selection.py)
     run = session.config.stash.get(RECORDS, None)
-    if run is not None:
+    if run is not None and run.needs_decision():
         run.prepare()
 
 

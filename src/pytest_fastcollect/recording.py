@@ -10,7 +10,8 @@ is recorded only when its record would be exact:
   warnings pytest records cannot be counted (an unknown warnings implementation) nothing is recorded;
 - every item collected from it is still there after the hooks, in `items` or deselected (a conftest that
   drops items silently makes the file unrecordable);
-- the run collected the whole file (not a `file.py::name` argument, not `--lf`/`--sw`, which filter).
+- the run collected the whole file (flow.py records nothing when an argument is a node ID, or with
+  `--lf`/`--sw`, which filter).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import pytest
 
@@ -86,9 +87,7 @@ class _File:
 class Recorder:
     """Accumulates one session's collection per test file; `finish()` turns it into records."""
 
-    def __init__(self, partial_paths: Iterable[str] = ()) -> None:
-        #: files named with `::` on the command line: only partly collected
-        self.partial = set(partial_paths)
+    def __init__(self) -> None:
         self.files: dict[str, _File] = {}
         self.deselected_items: list[pytest.Item] = []
         self.collected: list[pytest.Item] = []
@@ -149,7 +148,6 @@ class Recorder:
             ok = (
                 not entry.failed
                 and entry.warnings == 0
-                and path not in self.partial
                 and len(set(collected[path])) == len(collected[path])
                 and sorted(i.nodeid for i in survivors) == sorted(collected[path])
             )

@@ -478,3 +478,19 @@ def test_import_side_effects_across_test_modules_are_detected_and_heal(pytester:
         assert healed.ok, format_report(healed)
         assert healed.plugin.record["fastcollect"]["skipped_files"] == 0
     assert "every test file imported (importing some test modules changes" in _header(_pytest(root, "-k", "test_b"))
+
+
+def test_node_id_arguments_neither_record_nor_skip(pytester: pytest.Pytester) -> None:
+    """`file.py::test` collects that file in part: no record from it, and no file is left unimported (a
+    named file's deselected count must stay pytest's)."""
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_a="def test_a1(): pass\ndef test_a2(): pass\n", test_b="def test_b(): pass\n")
+    root = pytester.path
+    _pytest(root, "test_a.py::test_a1", "-q")
+    first = _pytest(root, "-k", "test_b")
+    assert "every test file imported" not in _header(first) and "2 not recorded yet" in _header(first)
+    named = _pytest(root, "test_a.py::test_a1", "test_b.py", "-k", "test_a2")
+    assert "every test file imported (node IDs on the command line)" in _header(named)
+    for args in (["test_a.py::test_a1", "test_b.py", "-k", "test_a2"], ["-k", "test_b"]):
+        cmp = referee(root, [*BASE, *args], run=True, timeout=120)
+        assert cmp.ok, format_report(cmp)
