@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: install pytest-fastcollect, then run plain `pytest` with the plugin on click's real test
-# suite (from its PyPI sdist, in a venv outside this repo), then the parity referee on the same suite, then
-# the same through the warm daemon (a second run served by the daemon the first one started).
+# suite (from its PyPI sdist, in a venv outside this repo), then the parity referee on the same suite, a -k
+# run that leaves files unimported (and its referee), then the same through the warm daemon (a second run served by the daemon the first one started).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -11,12 +11,7 @@ py=$(printf '%s' "$suite" | "$here/.venv/bin/python" -c 'import json,sys; print(
 cwd=$(printf '%s' "$suite" | "$here/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["cwd"])')
 mapfile -t args < <(printf '%s' "$suite" | "$here/.venv/bin/python" -c 'import json,sys; print("\n".join(json.load(sys.stdin)["args"]))')
 cd "$cwd"
-echo "== pytest with pytest-fastcollect on click ($cwd)"
-"$py" -m pytest "${args[@]}" -q -rN --no-header "$@" | tail -3 || true
-"$py" -m pytest "${args[@]}" --collect-only | sed -n '1,6p'
-echo "== parity referee: full run of click's suite, plugin on vs -p no:fastcollect"
-"$py" -m pytest_fastcollect.parity "$cwd" --run -- "${args[@]}"
-echo "== the warm daemon: the first run starts one, the second is served by it"
+# every daemon this demo starts (also those the referee's plugin side starts) lives in this socket folder
 export XDG_RUNTIME_DIR=$(mktemp -d /tmp/fcdemoXXXX)   # a socket folder of its own (removed at the end)
 chmod 700 "$XDG_RUNTIME_DIR"
 stop_daemons() {  # every daemon started here (the referee's has a key of its own), then their folder
@@ -24,6 +19,17 @@ stop_daemons() {  # every daemon started here (the referee's has a key of its ow
   sleep 1; rm -rf "$XDG_RUNTIME_DIR"
 }
 trap stop_daemons EXIT
+echo "== pytest with pytest-fastcollect on click ($cwd)"
+"$py" -m pytest "${args[@]}" -q -rN --no-header "$@" | tail -3 || true
+"$py" -m pytest "${args[@]}" --collect-only | sed -n '1,6p'
+echo "== parity referee: full run of click's suite, plugin on vs -p no:fastcollect"
+"$py" -m pytest_fastcollect.parity "$cwd" --run -- "${args[@]}"
+echo "== -k before import: the first run records the collection, the next -k run leaves files unimported"
+"$py" -m pytest "${args[@]}" --no-fastcollect-auto-daemon --collect-only -q | tail -1
+"$py" -m pytest "${args[@]}" --no-fastcollect-auto-daemon -k "test_echo and not pager" | grep -E "left unimported|passed|failed" || true
+echo "== parity referee with -k (after a recorded run): plugin on vs -p no:fastcollect"
+"$py" -m pytest_fastcollect.parity "$cwd" --run --prime -- "${args[@]}" -k "test_echo and not pager"
+echo "== the warm daemon: the first run starts one, the second is served by it"
 "$py" -m pytest "${args[@]}" --fastcollect-auto-daemon -q | tail -1
 "$py" -m pytest "${args[@]}" --daemon-start | sed -n '1p'
 "$py" -m pytest "${args[@]}" --fastcollect-auto-daemon | grep -E "warm daemon|passed"
