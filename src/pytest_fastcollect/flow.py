@@ -202,6 +202,8 @@ class RecordsRun:
         recorder, store = self.recorder, self.store
         if recorder is None or store is None or store.read_only or self.worker:
             return
+        from .validity import fingerprint
+
         try:
             # A file imported in this run whose collection differs from its (valid) record: either the
             # validity check missed a change, or importing a file this run left unimported changes what
@@ -226,7 +228,7 @@ class RecordsRun:
             if not rows and not forget:
                 return
             manifest_id, manifest = self._manifest(set(recorder.files))
-            fps = _file_fingerprints([r.path for r in rows])
+            fps = fingerprint([r.path for r in rows])
             store.save(self.key, manifest_id, manifest, [(r, fps[r.path]) for r in rows if r.path in fps], forget)
             if store.warning:
                 self.warning = store.warning
@@ -267,8 +269,3 @@ def _declares_plugins(module: pytest.Module) -> bool:
     obj = getattr(module, "_obj", None)  # the imported module (Module.obj without importing)
     return obj is None or hasattr(obj, "pytest_plugins")
 
-
-def _file_fingerprints(paths: list[str]) -> dict[str, list[int]]:
-    from .validity import fingerprint
-
-    return fingerprint(paths)

@@ -16,7 +16,6 @@ is recorded only when its record would be exact:
 
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -92,7 +91,6 @@ class Recorder:
         self.deselected_items: list[pytest.Item] = []
         self.collected: list[pytest.Item] = []
         self.unknown_warnings = False
-        self.seconds = 0.0
 
     def module_collected(self, path: str, failed: bool, warnings_delta: int | None) -> None:
         entry = self.files.setdefault(path, _File())
@@ -124,7 +122,6 @@ class Recorder:
         """(records to write, paths whose old record must go). `items`: the session's items after the hooks
         (deselected ones were reported to deselected()); `skip`: files not to record (already valid, or
         not imported in this run)."""
-        t0 = time.perf_counter()
         if self.unknown_warnings:
             return [], []
         names_of = KeywordNames()
@@ -168,5 +165,4 @@ class Recorder:
                 names = names_of.exact(item) if use_exact else names_of.fast(item, marks)
                 item_records.append(ItemRecord(item.nodeid, sorted(names - common), marks))
             out.append(FileRecord(path, sorted(common), item_records))
-        self.seconds += time.perf_counter() - t0
         return out, forget
