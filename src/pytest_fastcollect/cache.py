@@ -82,11 +82,14 @@ def locate(config: pytest.Config, options: Any) -> CacheLocation | None:
 
 
 def clear(location: CacheLocation) -> str | None:
-    """Delete the database files (--fastcollect-cache-clear). Returns an error line, or None."""
+    """Delete the database files (--fastcollect-cache-clear): the discovery cache and the records of
+    recorded collection beside it (records.py). Returns an error line, or None."""
     if location.read_only:
         return f"cannot clear a read-only cache: {location.path}"
     try:
         _core.DiscoveryCache.remove_files(location.path)
     except RuntimeError as exc:
         return str(exc)
-    return None
+    from .records import remove_store
+
+    return remove_store(location.path)

@@ -86,6 +86,20 @@ def store_path(cache_path: str) -> str:
     return os.path.join(os.path.dirname(cache_path), f"records-v{SCHEMA}.sqlite")
 
 
+def remove_store(cache_path: str) -> str | None:
+    """Delete the records database beside `cache_path` and its `-wal`/`-shm` files
+    (--fastcollect-cache-clear). Returns an error line, or None (also when there was nothing to delete)."""
+    path = store_path(cache_path)
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.unlink(path + suffix)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            return f"cannot delete {path + suffix}: {exc.strerror}"
+    return None
+
+
 class RecordStore:
     """The records database of one rootdir. `read_only`: open with mode=ro and never write (xdist workers,
     read-only checkouts). `warning` holds one line when the file was rebuilt or could not be used."""

@@ -270,6 +270,10 @@ def test_first_run_records_second_run_skips(corpus_copy) -> None:
     strict = _pytest(root, "-k", "test_alpha_one", "--fastcollect-strict")
     assert "every test file imported (--fastcollect-strict)" in _header(strict)
     assert "1 passed, 20 deselected" in strict.stdout
+    # --fastcollect-cache-clear deletes the records with the discovery cache: this run imports and records
+    cleared = _pytest(root, "-k", "test_alpha_one", "--fastcollect-cache-clear")
+    assert "0 test files left unimported" in _header(cleared) and "8 not recorded yet" in _header(cleared)
+    assert "6 test files left unimported" in _header(_pytest(root, "-k", "test_alpha_one"))
 
 
 def _edit(path: Path, old: str, new: str) -> None:
