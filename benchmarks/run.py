@@ -1,35 +1,42 @@
-"""Benchmark runner: plain pytest (`-p no:fastcollect`) against pytest with the plugin, on generated and
-real suites, as alternating runs in separate processes.
+"""Benchmark runner: plain pytest (`-p no:fastcollect`) against the plugin's modes and the competitors, on
+generated and real suites, as alternating runs in separate processes of one process tree.
 
-    python benchmarks/run.py [--suites gen-1k-light,gen-10k-light,click] [--scenarios collect,nodeid,k]
-                             [--pairs 5] [--pyc warm|cold|both] [--out-dir benchmarks/results]
+    python benchmarks/run.py [--suites gen-1k-light,click] [--scenarios collect,k,edit] [--modes plain,warm-cache]
+                             [--pairs 5] [--pyc warm|cold|both] [--out-dir benchmarks/results] [--docs]
+
+`--docs` also rewrites the generated part of docs/benchmarks.md and its charts in docs/img/ (one command
+regenerates them; the command line used is written above the tables).
 
 Suites: generated presets (gen-1k-light, gen-10k-light, gen-10k-heavy, gen-100k-light: benchmarks/generate.py,
 written to $FASTCOLLECT_SUITES/generated/<preset>, run with a venv in $FASTCOLLECT_SUITES/generated/venv
-holding the wheel from build/wheels, pytest 9.2.0 and pytest-xdist 3.8.0) and real suites (click, sympy,
-pandas: benchmarks/suites.py).
+holding the wheel from build/wheels, pytest 9.2.0 and pytest-xdist 3.8.0) and real suites (click, attrs,
+sympy, pandas: benchmarks/suites.py).
+
+Modes (benchmarks/modes.py): plain, cold-cache, warm-cache, daemon, rust-0.5.2, hot-reloading.
 
 Scenarios (all `-q`):
   collect   `--collect-only` of the whole suite
   nodeid    `--collect-only NODEID` of the first node ID a plain collect prints
   k         `--collect-only -k NAME` with that test's function name
-  m         `--collect-only -m slow` (generated) or a marker the real suite uses (click: stress, sympy and
-            pandas: slow); skipped when the unmeasured plain run selects no test
+  m         `--collect-only -m MARKER`: `slow` (generated) or a marker the real suite uses (click: stress,
+            sympy and pandas: slow); skipped when the unmeasured plain run selects no test
   run-small full run, only for suites of fewer than 2,000 selected tests
+  edit      the edit-run loop: before every run one line is appended to the first node ID's test file (a
+            comment, a new content hash each time; the file is restored after the row), then `-k NAME` runs
   n2        `-n 2 -k NAME` full run with pytest-xdist (each worker collects the whole suite, one test runs);
             skipped when xdist is not importable (xdist turns itself off under --collect-only)
 
-pyc states: warm (PYTHONDONTWRITEBYTECODE unset; one unmeasured run per side first writes the pyc files and
-fills the discovery cache) and cold (PYTHONDONTWRITEBYTECODE=1 and every __pycache__ under the suite's
-tree removed before each run, since pytest and CPython read existing pyc files even when they may not write
-them; the tree is the generated folder, click's sdist folder, or the installed sympy/pandas package folder;
-pytest, the plugin and the stdlib keep their pyc files).
-The plugin side always has a warm discovery cache (the unmeasured run fills it).
+pyc states: warm (PYTHONDONTWRITEBYTECODE unset; the unmeasured runs write the pyc files) and cold
+(PYTHONDONTWRITEBYTECODE=1 and every __pycache__ under the suite's tree removed before each run, since pytest
+and CPython read existing pyc files even when they may not write them; the tree is the generated folder,
+the sdist folder, or the installed sympy/pandas package folder; pytest, the plugin and the stdlib keep theirs).
 
-Times are wall-clock seconds of the whole child process; peak RSS is the child's ru_maxrss from os.wait4
-(KiB on Linux; for xdist it is the largest of the controller and its reaped workers, not their sum).
-Counts (selected/collected/deselected, or the outcomes of a run, and the exit code) are printed beside
-every time; a row whose counts differ between the two sides, or between runs, is marked NOT COMPARABLE.
+Per row: every mode is set up (a daemon started, a port chosen), runs its unmeasured runs, then `--pairs`
+rounds run every mode once in the order given (plain first). Times are wall-clock seconds of the whole child
+process; peak RSS is the child's ru_maxrss from os.wait4 (KiB on Linux; for xdist the largest of the controller
+and its reaped workers; a daemon run's client only). Counts (selected/collected/deselected, or the outcomes of
+a run, and the exit code) are kept per run; a mode whose counts differ from plain's, or between its runs,
+is marked NOT COMPARABLE, and a daemon mode whose runs were not all served is marked as well.
 """
 
 from __future__ import annotations
@@ -53,13 +60,31 @@ from typing import Callable, Optional
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import generate  # noqa: E402
+import modes  # noqa: E402
+import report  # noqa: E402
 import suites  # noqa: E402
 
 GENERATED = suites.BASE / "generated"
 GEN_PINS = ["pytest==9.2.0", "pytest-xdist==3.8.0"]
 GEN_SUITES = {f"gen-{p}": p for p in generate.PRESETS}
 REAL_MARKERS = {"click": "stress", "sympy": "slow", "pandas": "slow"}
-SCENARIOS = ["collect", "nodeid", "k", "m", "run-small", "n2"]
+SCENARIOS = ["collect", "nodeid", "k", "m", "run-small", "edit", "n2"]
+#: `--plan docs`: what docs/benchmarks.md shows, per suite (scenarios, pyc states, modes); sized to run in about
+#: an hour on 2 cores. Real suites are measured warm here (sympy's cold plain collect alone takes ~130 s a run;
+#: cold figures for sympy and pandas come from benchmarks/selection.py); the 100k suite leaves out
+#: hot-reloading (its runs there are several times plain's).
+PLANS = {
+    "docs": [
+        ("gen-1k-light", SCENARIOS, "both", None),
+        ("gen-10k-light", ["collect", "k", "edit", "n2"], "both", None),
+        ("gen-100k-light", ["collect"], "warm", ["plain", "cold-cache", "warm-cache", "daemon", "rust-0.5.2"]),
+        ("click", ["collect", "k", "m", "run-small", "edit", "n2"], "warm", None),
+        ("attrs", ["k", "run-small", "edit"], "warm", None),
+        ("sympy", ["collect", "k", "edit", "n2"], "warm", None),
+    ],
+}
+#: a run slower than this many times plain's unmeasured run (and 60 s) is killed and its mode dropped from the row
+TIMEOUT_FACTOR = 20
 SMALL_SUITE = 2000
 
 COLLECTED = re.compile(r"(\d+)(?:/(\d+))? tests? collected(?: \((\d+) deselected\))?")
@@ -79,6 +104,7 @@ class Target:
     selection: list[str]
     pyc_roots: list[str]
     generated: bool
+    pins: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -93,22 +119,29 @@ class Child:
 
 
 @dataclass
+class Side:
+    """One mode's runs in a row: seconds, counts (with "exit") per run, peak RSS KiB, FAILED/ERROR lines,
+    and a note when it is not comparable or could not run."""
+
+    mode: str
+    seconds: list[float] = field(default_factory=list)
+    counts: list[dict[str, int]] = field(default_factory=list)
+    rss_kib: int = 0
+    failures: list[str] = field(default_factory=list)
+    note: str = ""
+    comparable: bool = True
+
+
+@dataclass
 class Row:
-    """One (suite, scenario, pyc state) comparison; times in seconds, RSS in KiB."""
+    """One (suite, scenario, pyc state) comparison of every mode against plain."""
 
     suite: str
     scenario: str
     pyc: str
-    plain_seconds: list[float] = field(default_factory=list)
-    plugin_seconds: list[float] = field(default_factory=list)
-    plain_rss_kib: int = 0
-    plugin_rss_kib: int = 0
-    plain_counts: list[dict[str, int]] = field(default_factory=list)
-    plugin_counts: list[dict[str, int]] = field(default_factory=list)
-    comparable: bool = True
-    failures: list[str] = field(default_factory=list)
-    skipped: str = ""
     args: list[str] = field(default_factory=list)
+    skipped: str = ""
+    sides: dict[str, Side] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- suites
@@ -145,7 +178,7 @@ def make_target(name: str, gen_python: Callable[[], str]) -> Target:
     if name in GEN_SUITES:
         root = GENERATED / GEN_SUITES[name]
         generate.generate(root, generate.spec_for(GEN_SUITES[name]))
-        return Target(name, gen_python(), str(root), [], [], [str(root)], True)
+        return Target(name, gen_python(), str(root), [], [], [str(root)], True, list(GEN_PINS))
     suite = suites.SUITES[name]()
     options, selection = list(suite.args), []
     if "--pyargs" in options:
@@ -155,7 +188,7 @@ def make_target(name: str, gen_python: Callable[[], str]) -> Target:
         roots = [package_dir(suite.python, selection[1])]
     else:
         roots = [suite.cwd]
-    return Target(name, suite.python, suite.cwd, options, selection, roots, False)
+    return Target(name, suite.python, suite.cwd, options, selection, roots, False, [suites.PYTEST, *suites.PINS[name]])
 
 
 def versions(python: str) -> dict[str, str]:
@@ -201,30 +234,48 @@ def outcomes(line: str, skip: set[str]) -> dict[str, int]:
     return found
 
 
-def run_child(cmd: list[str], cwd: str, env: dict[str, str]) -> tuple[Child, str]:
-    """Run one process; wall time in seconds (perf_counter around spawn..reap), peak RSS from os.wait4."""
+def run_child(cmd: list[str], cwd: str, env: dict[str, str], timeout: Optional[float] = None) -> tuple[Child, str]:
+    """Run one process; wall time in seconds (perf_counter around spawn..reap), peak RSS from os.wait4.
+    After `timeout` seconds its process group is killed (exit code -9, counts empty)."""
+    import threading
+
     with tempfile.TemporaryFile(mode="w+") as out:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        timer = None
+        if timeout:
+            timer = threading.Timer(timeout, lambda: _kill_group(proc.pid))
+            timer.start()
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
+        if timer:
+            timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read()
     failures = [ln.strip() for ln in text.splitlines() if ln.startswith(("FAILED ", "ERROR "))]
-    return Child(seconds, int(usage.ru_maxrss), proc.returncode, parse_counts(text), failures), text
+    counts = parse_counts(text)
+    if "-n" in cmd:  # xdist prints this even with -q: a side that bypasses the workers shows it in its counts
+        counts["xdist nodes"] = int("bringing up nodes" in text)
+    return Child(seconds, int(usage.ru_maxrss), proc.returncode, counts, failures), text
 
 
-def pytest_cmd(target: Target, scenario_args: list[str], plugin: bool, keep_selection: bool = True) -> list[str]:
-    """The pytest command line of one side."""
-    cmd = [target.python, "-m", "pytest", *target.options, *scenario_args]
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, 9)
+    except OSError:
+        pass
+
+
+def pytest_cmd(python: str, target: Target, scenario_args: list[str], extra: list[str], keep_selection: bool = True
+               ) -> list[str]:
+    """The pytest command line of one mode: the suite's options, the scenario's arguments, the suite's
+    selection (unless the scenario names a node ID), then the mode's own arguments."""
+    cmd = [python, "-m", "pytest", *target.options, *scenario_args]
     if keep_selection:
         cmd += target.selection
-    if not plugin:
-        cmd += ["-p", "no:fastcollect"]
-    else:
-        cmd.append("--no-fastcollect-auto-daemon")  # this mode is the plugin in-process (daemon.py measures the daemon)
-    return cmd
+    return cmd + extra
 
 
 def environment(cold: bool) -> dict[str, str]:
@@ -249,23 +300,25 @@ def remove_pycache(roots: list[str]) -> None:
 @dataclass
 class Probe:
     """What a plain, unmeasured collect of the suite showed: first node ID, its function name, selected
-    count, whether xdist is importable."""
+    count, whether xdist is importable, and the collect's wall seconds."""
 
     nodeid: str
     function: str
     selected: int
     xdist: bool
+    seconds: float
 
 
 def probe(target: Target) -> Probe:
     """Collect the suite once (plain, unmeasured) and look up xdist."""
-    child, text = run_child(pytest_cmd(target, ["--collect-only", "-q"], plugin=False), target.cwd, environment(False))
+    cmd = pytest_cmd(target.python, target, ["--collect-only", "-q"], ["-p", "no:fastcollect"])
+    child, text = run_child(cmd, target.cwd, environment(False))
     ids = [ln.strip() for ln in text.splitlines() if "::" in ln and not ln.startswith(" ")]
     if not ids:
         raise SystemExit(f"{target.name}: no node IDs in a plain collect (exit {child.exit_code}):\n{text[-2000:]}")
     function = re.sub(r"\[.*\]$", "", ids[0].split("::")[-1])
     has_xdist = subprocess.run([target.python, "-c", "import xdist"], capture_output=True).returncode == 0
-    return Probe(ids[0], function, child.counts.get("selected", 0), has_xdist)
+    return Probe(ids[0], function, child.counts.get("selected", 0), has_xdist, child.seconds)
 
 
 def scenario_args(name: str, target: Target, info: Probe) -> tuple[Optional[list[str]], bool, str]:
@@ -285,6 +338,8 @@ def scenario_args(name: str, target: Target, info: Probe) -> tuple[Optional[list
         if info.selected >= SMALL_SUITE:
             return None, True, f"{info.selected} selected tests (run-small is for < {SMALL_SUITE})"
         return ["-q"], True, ""
+    if name == "edit":
+        return ["-q", "-k", info.function], True, ""
     if name == "n2":
         if not info.xdist:
             return None, True, "pytest-xdist not importable in the suite's venv"
@@ -292,156 +347,137 @@ def scenario_args(name: str, target: Target, info: Probe) -> tuple[Optional[list
     raise ValueError(name)
 
 
-def measure(target: Target, scenario: str, cold: bool, pairs: int, info: Probe) -> Row:
-    """Alternating pairs (plain first, then plugin) after one unmeasured run of each side."""
+def node_file(target: Target, nodeid: str) -> Path:
+    """The test file of `nodeid` (relative to the suite's folder, or, for an installed package, to the
+    folder above it)."""
+    rel = nodeid.split("::")[0]
+    for base in [target.cwd, *(str(Path(r).parent) for r in target.pyc_roots)]:
+        candidate = Path(base) / rel
+        if candidate.is_file():
+            return candidate
+    parts = Path(rel).parts
+    for root in target.pyc_roots:
+        name = Path(root).name
+        if name in parts:
+            candidate = Path(root).joinpath(*parts[parts.index(name) + 1:])
+            if candidate.is_file():
+                return candidate
+    raise SystemExit(f"{target.name}: cannot find the file of {nodeid}")
+
+
+class Editor:
+    """The edit-run loop's edits: each `edit()` appends one more comment line to `path` (new size, mtime and
+    content hash); `restore()` writes the original bytes back."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.original = path.read_bytes()
+        self.count = 0
+
+    def edit(self) -> None:
+        self.count += 1
+        with open(self.path, "ab") as fh:
+            fh.write(f"\n# benchmarks/run.py edit {self.count}\n".encode())
+
+    def restore(self) -> None:
+        self.path.write_bytes(self.original)
+
+
+def measure(target: Target, scenario: str, cold: bool, pairs: int, info: Probe, wanted: list[str]) -> Row:
+    """One row: every mode in `wanted` set up, run unmeasured, then `pairs` rounds of one run per mode."""
+    from contextlib import ExitStack
+
     row = Row(target.name, scenario, "cold" if cold else "warm")
     args, keep, reason = scenario_args(scenario, target, info)
     if args is None:
         row.skipped = reason
         return row
     row.args = args
-    env = environment(cold)
+    base_env = environment(cold)
+    timeout = max(60.0, TIMEOUT_FACTOR * info.seconds * (3 if cold else 1))
+    editor = Editor(node_file(target, info.nodeid)) if scenario == "edit" else None
+    row_args = [*target.options, *args, *(target.selection if keep else [])]
+    with ExitStack() as stack:
+        if editor:
+            stack.callback(editor.restore)
+        ready: dict[str, modes.Invocation] = {}
+        for mode in wanted:
+            side = row.sides[mode] = Side(mode)
+            try:
+                competitor = (modes.competitor_python(target.name, mode, target.pins)
+                              if mode in modes.COMPETITORS else None)
+                ready[mode] = stack.enter_context(
+                    modes.invocation(mode, target.python, competitor, target.cwd, row_args, base_env))
+            except (RuntimeError, subprocess.SubprocessError) as exc:
+                side.note = f"could not start: {exc}"[:300]
+                side.comparable = False
 
-    def one(plugin: bool) -> Child:
-        if cold:
-            remove_pycache(target.pyc_roots)
-        child, _ = run_child(pytest_cmd(target, args, plugin, keep), target.cwd, env)
-        return child
+        def one(mode: str) -> Optional[Child]:
+            inv = ready[mode]
+            env = {k: v for k, v in base_env.items() if k not in inv.unset} | inv.env
+            if cold:
+                remove_pycache(target.pyc_roots)
+            if editor:
+                editor.edit()
+            child, text = run_child(pytest_cmd(inv.python, target, args, inv.extra, keep), target.cwd, env, timeout)
+            if child.exit_code == -9:
+                side = row.sides[mode]
+                side.note = f"killed after {timeout:.0f} s (timeout); last output: {text[-200:]!r}"
+                side.comparable = False
+                del ready[mode]
+                return None
+            return child
 
-    one(True)  # fills the discovery cache (and, warm, the pyc files)
-    first = one(False)
-    if scenario == "m" and not first.counts.get("selected"):
-        row.skipped = f"`{' '.join(args)}` selects no test ({first.counts}, exit {first.exit_code})"
-        return row
-    for _ in range(pairs):
-        for plugin in (False, True):
-            child = one(plugin)
-            side = "plugin" if plugin else "plain"
-            getattr(row, f"{side}_seconds").append(child.seconds)
-            getattr(row, f"{side}_counts").append({**child.counts, "exit": child.exit_code})
-            setattr(row, f"{side}_rss_kib", max(getattr(row, f"{side}_rss_kib"), child.max_rss_kib))
-            row.failures += [f"{side}: {f}" for f in child.failures if f"{side}: {f}" not in row.failures][:10]
-    every = {json.dumps(c, sort_keys=True) for c in row.plain_counts + row.plugin_counts}
-    row.comparable = len(every) == 1
+        served_before: dict[str, int] = {}
+        for mode in list(ready):
+            for _ in range(ready[mode].warmups):
+                if mode in ready:
+                    one(mode)
+            if mode in ready and ready[mode].served:
+                served_before[mode] = ready[mode].served()
+        plain = row.sides.get("plain")
+        if scenario == "m" and plain is not None and "plain" in ready:
+            first = one("plain")
+            if first is not None and not first.counts.get("selected"):
+                row.skipped = f"`{' '.join(args)}` selects no test ({first.counts}, exit {first.exit_code})"
+                row.sides = {}
+                return row
+        for _ in range(pairs):
+            for mode in wanted:
+                if mode not in ready:
+                    continue
+                child = one(mode)
+                if child is None:
+                    continue
+                side = row.sides[mode]
+                side.seconds.append(child.seconds)
+                side.counts.append({**child.counts, "exit": child.exit_code})
+                side.rss_kib = max(side.rss_kib, child.max_rss_kib)
+                side.failures += [f for f in child.failures if f not in side.failures][:10]
+        for mode, before in served_before.items():
+            if mode in ready and ready[mode].served:
+                served = ready[mode].served() - before
+                measured = len(row.sides[mode].seconds)
+                if served != measured:
+                    row.sides[mode].note = f"served {served} of {measured} runs (the rest ran locally)"
+                    row.sides[mode].comparable = False
+    judge(row)
     return row
 
 
-# ---------------------------------------------------------------- report
-
-
-def machine() -> dict[str, object]:
-    """Cores, memory (GiB, from /proc/meminfo), platform and harness Python."""
-    mem_kib = 0
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-    except OSError:
-        pass
-    return {"cores": os.cpu_count(), "memory_gib": round(mem_kib / 2**20, 1), "platform": platform.platform(),
-            "harness_python": platform.python_version()}
-
-
-def stats(ts: list[float]) -> str:
-    """'median (min–max)' in seconds."""
-    if not ts:
-        return ""
-    return f"{statistics.median(ts):.3f} ({min(ts):.3f}–{max(ts):.3f})"
-
-
-def counts_text(counts: list[dict[str, int]]) -> str:
-    """The distinct counts of one side, compactly."""
-    distinct = []
-    for c in counts:
-        text = ", ".join(f"{k} {v}" for k, v in c.items())
-        if text not in distinct:
-            distinct.append(text)
-    return " | ".join(distinct)
-
-
-def ratio(row: Row) -> Optional[float]:
-    """plain median / plugin median (above 1: the plugin is faster)."""
-    if not row.plain_seconds or not row.plugin_seconds:
-        return None
-    return statistics.median(row.plain_seconds) / statistics.median(row.plugin_seconds)
-
-
-def markdown(rows: list[Row], meta: dict[str, object]) -> str:
-    """The Markdown report: header lines, then one table row per comparison."""
-    m = meta["machine"]
-    lines = [f"# pytest-fastcollect benchmark, {meta['date']}", "",
-             f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['platform']}; harness Python "
-             f"{m['harness_python']}. Pairs: {meta['pairs']} alternating (plain, plugin), after one unmeasured "
-             f"run of each side.", ""]
-    for suite, v in meta["versions"].items():
-        lines.append(f"- {suite}: Python {v['python']}, pytest {v['pytest']}, pytest-fastcollect "
-                     f"{v['pytest-fastcollect']}, pytest-xdist {v['pytest-xdist'] or 'not installed'}")
-    lines += ["", "Times: wall seconds, median (min–max). Ratio: plain median / plugin median (above 1.0 = plugin "
-              "faster). RSS: peak of the child, MiB.", "",
-              "| suite | scenario | pyc | plain s | plugin s | plain/plugin | counts plain | counts plugin "
-              "| RSS plain | RSS plugin | note |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        if r.skipped:
-            lines.append(f"| {r.suite} | {r.scenario} | {r.pyc} | | | | | | | | skipped: {r.skipped} |")
-            continue
-        q = ratio(r)
-        note = "" if r.comparable else "**NOT COMPARABLE**"
-        if r.failures:
-            note += f" {len(r.failures)} distinct FAILED/ERROR lines, first: `{r.failures[0][:120]}`"
-        lines.append(f"| {r.suite} | {r.scenario} | {r.pyc} | {stats(r.plain_seconds)} | {stats(r.plugin_seconds)} "
-                     f"| {q:.3f} | {counts_text(r.plain_counts)} | {counts_text(r.plugin_counts)} "
-                     f"| {r.plain_rss_kib / 1024:.0f} | {r.plugin_rss_kib / 1024:.0f} | {note} |")
-    return "\n".join(lines) + "\n"
-
-
-def charts(rows: list[Row], out: Path, stem: str) -> list[str]:
-    """PNG charts if matplotlib is importable: median time per (suite, scenario, pyc), and collection time
-    against suite size for the gen-*-light suites. Returns the files written."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return []
-    done = [r for r in rows if not r.skipped]
-    written = []
-    if done:
-        fig, ax = plt.subplots(figsize=(max(6, len(done) * 0.6), 4))
-        xs = range(len(done))
-        ax.bar([x - 0.2 for x in xs], [statistics.median(r.plain_seconds) for r in done], 0.4, label="plain")
-        ax.bar([x + 0.2 for x in xs], [statistics.median(r.plugin_seconds) for r in done], 0.4, label="plugin")
-        ax.set_xticks(list(xs), [f"{r.suite}\n{r.scenario} {r.pyc}" for r in done], fontsize=6, rotation=45)
-        ax.set_ylabel("median wall time (s)")
-        ax.legend()
-        fig.tight_layout()
-        path = out / f"{stem}-scenarios.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(str(path))
-    sizes = {"gen-1k-light": 1_000, "gen-10k-light": 10_000, "gen-100k-light": 100_000}
-    scaling = [r for r in done if r.suite in sizes and r.scenario == "collect"]
-    if len({r.suite for r in scaling}) >= 2:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for pyc in ("warm", "cold"):
-            pts = sorted((sizes[r.suite], r) for r in scaling if r.pyc == pyc)
-            if pts:
-                ax.plot([n for n, _ in pts], [statistics.median(r.plain_seconds) for _, r in pts], "o-",
-                        label=f"plain, {pyc} pyc")
-                ax.plot([n for n, _ in pts], [statistics.median(r.plugin_seconds) for _, r in pts], "s--",
-                        label=f"plugin, {pyc} pyc")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("tests in suite")
-        ax.set_ylabel("median --collect-only wall time (s)")
-        ax.legend()
-        fig.tight_layout()
-        path = out / f"{stem}-scaling.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(str(path))
-    return written
+def judge(row: Row) -> None:
+    """Mark every side whose counts differ from plain's, or between its own runs, as not comparable."""
+    plain = row.sides.get("plain")
+    reference = {json.dumps(c, sort_keys=True) for c in plain.counts} if plain else set()
+    for side in row.sides.values():
+        mine = {json.dumps(c, sort_keys=True) for c in side.counts}
+        if not side.seconds:
+            side.comparable = False
+            side.note = side.note or "no measured run"
+        elif len(mine) != 1 or (reference and mine != reference) or len(reference) > 1:
+            side.comparable = False
+            if not side.note:
+                side.note = "counts differ from plain's" if side.mode != "plain" else "counts differ between runs"
 
 
 # ---------------------------------------------------------------- main
@@ -450,20 +486,34 @@ def charts(rows: list[Row], out: Path, stem: str) -> list[str]:
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     """Command-line options."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suites", default="gen-1k-light,gen-10k-light,gen-10k-heavy,gen-100k-light,click,sympy,pandas")
+    ap.add_argument("--suites", default="gen-1k-light,gen-10k-light,gen-10k-heavy,gen-100k-light,click,attrs,sympy,pandas")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
-    ap.add_argument("--pairs", type=int, default=5, help="alternating (plain, plugin) pairs per row")
+    ap.add_argument("--modes", default=",".join(modes.MODES), help="plain is always measured (first)")
+    ap.add_argument("--pairs", type=int, default=5, help="rounds of one run per mode (at least 5 for published figures)")
     ap.add_argument("--pyc", choices=["warm", "cold", "both"], default="both")
     ap.add_argument("--out-dir", type=Path, default=HERE / "results")
+    ap.add_argument("--docs", action="store_true", help="also rewrite docs/benchmarks.md's generated part and docs/img/")
+    ap.add_argument("--plan", choices=sorted(PLANS), help="a fixed plan (suites, scenarios, pyc states, modes per "
+                    "suite) instead of --suites/--scenarios/--pyc/--modes")
     ns = ap.parse_args(argv)
     ns.suites = [s for s in ns.suites.split(",") if s]
     ns.scenarios = [s for s in ns.scenarios.split(",") if s]
+    ns.modes = ["plain", *[m for m in ns.modes.split(",") if m and m != "plain"]]
     for s in ns.suites:
         if s not in GEN_SUITES and s not in suites.SUITES:
             ap.error(f"unknown suite {s!r} (known: {', '.join([*GEN_SUITES, *suites.SUITES])})")
     for s in ns.scenarios:
         if s not in SCENARIOS:
             ap.error(f"unknown scenario {s!r} (known: {', '.join(SCENARIOS)})")
+    for m in ns.modes:
+        if m not in modes.MODES:
+            ap.error(f"unknown mode {m!r} (known: {', '.join(modes.MODES)})")
+    states = {"warm": [False], "cold": [True], "both": [False, True]}
+    if ns.plan:
+        ns.work = [(suite, list(scen), states[pyc], list(mode_list or modes.MODES))
+                   for suite, scen, pyc, mode_list in PLANS[ns.plan]]
+    else:
+        ns.work = [(suite, ns.scenarios, states[ns.pyc], ns.modes) for suite in ns.suites]
     return ns
 
 
@@ -476,32 +526,33 @@ def main(argv: Optional[list[str]] = None) -> int:
             gen_cache["python"] = generated_python()
         return gen_cache["python"]
 
-    states = {"warm": [False], "cold": [True], "both": [False, True]}[ns.pyc]
     now = dt.datetime.now()
-    meta: dict[str, object] = {"date": now.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "pairs": ns.pairs,
-                               "versions": {}}
+    command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    meta: dict[str, object] = {"date": now.strftime("%Y-%m-%d %H:%M"), "machine": report.machine(),
+                               "pairs": ns.pairs, "command": command.strip(), "versions": {},
+                               "modes": [m for m in modes.MODES if any(m in w[3] for w in ns.work)]}
     rows: list[Row] = []
-    for name in ns.suites:
+    for name, scenarios, states, wanted in ns.work:
         target = make_target(name, gen_python)
         meta["versions"][name] = versions(target.python)
         info = probe(target)
         print(f"== {name}: {info.selected} selected; first node ID {info.nodeid}", flush=True)
-        for scenario in ns.scenarios:
+        for scenario in scenarios:
             for cold in states:
-                row = measure(target, scenario, cold, ns.pairs, info)
+                row = measure(target, scenario, cold, ns.pairs, info, wanted)
                 rows.append(row)
-                print(f"   {scenario:9} {row.pyc}: " + (f"skipped ({row.skipped})" if row.skipped else
-                      f"plain {stats(row.plain_seconds)} s, plugin {stats(row.plugin_seconds)} s, "
-                      f"plain/plugin {ratio(row):.3f}" + ("" if row.comparable else " NOT COMPARABLE")), flush=True)
+                print(report.progress_line(row), flush=True)
     ns.out_dir.mkdir(parents=True, exist_ok=True)
     stem = now.strftime("%Y-%m-%d_%H%M%S")
-    report = markdown(rows, meta)
-    meta["charts"] = charts(rows, ns.out_dir, stem)
+    meta["charts"] = report.charts(rows, ns.out_dir, stem)
+    text = report.markdown(rows, meta)
     (ns.out_dir / f"{stem}.json").write_text(json.dumps({**meta, "rows": [asdict(r) for r in rows]}, indent=1))
-    (ns.out_dir / f"{stem}.md").write_text(report)
+    (ns.out_dir / f"{stem}.md").write_text(text)
     print()
-    print(report)
+    print(text)
     print(f"written: {ns.out_dir / stem}.json, .md" + "".join(f", {c}" for c in meta["charts"]))
+    if ns.docs:
+        print("docs:", ", ".join(report.write_docs(rows, meta, HERE.parent / "docs")))
     return 0
 
 

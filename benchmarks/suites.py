@@ -2,7 +2,7 @@
 
 `python benchmarks/suites.py SUITE` prints the JSON description of an installed suite (installing it
 first if needed): {"python": venv interpreter, "cwd": folder to run in, "args": pytest arguments}.
-Suites: click (its sdist's tests/ and ini), sympy (`--pyargs sympy`), pandas (`--pyargs pandas`).
+Suites: click and attrs (their sdists' tests/ and ini), sympy (`--pyargs sympy`), pandas (`--pyargs pandas`).
 Location: $FASTCOLLECT_SUITES or ~/.cache/pytest-fastcollect-suites (one venv per suite, so pytest finds no
 ini file above the test paths). The plugin is installed into each venv from the wheel in build/wheels.
 """
@@ -23,12 +23,14 @@ REPO = Path(__file__).resolve().parent.parent
 BASE = Path(os.environ.get("FASTCOLLECT_SUITES", Path.home() / ".cache" / "pytest-fastcollect-suites"))
 
 CLICK_VERSION = "8.4.0"
+ATTRS_VERSION = "26.1.0"
 SYMPY_VERSION = "1.14.0"
 PANDAS_VERSION = "3.1.1"
 PYTEST = os.environ.get("FASTCOLLECT_SUITE_PYTEST", "pytest==9.2.0")
 PINS = {
-    "click": [f"click=={CLICK_VERSION}"],
-    "sympy": [f"sympy=={SYMPY_VERSION}", "hypothesis==6.155.2", "mpmath==1.3.0"],
+    "click": [f"click=={CLICK_VERSION}", "pytest-xdist==3.8.0"],
+    "attrs": [f"attrs=={ATTRS_VERSION}", "hypothesis==6.155.2", "pympler==1.1", "cloudpickle==3.1.2"],
+    "sympy": [f"sympy=={SYMPY_VERSION}", "hypothesis==6.155.2", "mpmath==1.3.0", "pytest-xdist==3.8.0"],
     "pandas": [f"pandas=={PANDAS_VERSION}", "numpy==2.4.6", "hypothesis==6.155.2", "pytest-xdist==3.8.0"],
 }
 
@@ -74,21 +76,39 @@ def _mark_ready(python: Path, name: str) -> None:
     (python.parent.parent / f".ready-{name}-{PYTEST}-{'-'.join(PINS[name])}").touch()
 
 
+def sdist(name: str, version: str) -> Path:
+    """The unpacked sdist folder of `name==version` under BASE/name (downloaded once)."""
+    src = BASE / name / f"{name}-{version}"
+    if not src.exists():
+        (BASE / name).mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                        f"{name}=={version}", "-d", str(BASE / name)], check=True)
+        with tarfile.open(BASE / name / f"{name}-{version}.tar.gz") as tf:
+            tf.extractall(BASE / name, filter="data")
+    return src
+
+
 def click() -> Suite:
     """click's own tests from its sdist, with its pyproject ini (addopts = -m 'not stress')."""
     python = _venv("click")
-    src = BASE / "click" / f"click-{CLICK_VERSION}"
+    src = sdist("click", CLICK_VERSION)
     if not _ready(python, "click"):
         _pip(python, PYTEST, *PINS["click"])
-        if not src.exists():
-            subprocess.run([str(python), "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-                            f"click=={CLICK_VERSION}", "-d", str(BASE / "click")], check=True)
-            with tarfile.open(BASE / "click" / f"click-{CLICK_VERSION}.tar.gz") as tf:
-                tf.extractall(BASE / "click", filter="data")
         _mark_ready(python, "click")
     install_plugin(python)
     # click's ini sets filterwarnings=error; pytest 9 deprecates a pattern click 8.4 still uses.
     return Suite("click", str(python), str(src), ["-W", "ignore::DeprecationWarning", "-p", "no:cacheprovider"])
+
+
+def attrs() -> Suite:
+    """attrs' own tests from its sdist (tests/ run against the installed wheel), with its pyproject ini."""
+    python = _venv("attrs")
+    src = sdist("attrs", ATTRS_VERSION)
+    if not _ready(python, "attrs"):
+        _pip(python, PYTEST, *PINS["attrs"])
+        _mark_ready(python, "attrs")
+    install_plugin(python)
+    return Suite("attrs", str(python), str(src), ["tests", "-p", "no:cacheprovider"])
 
 
 def _installed(name: str, args: list[str]) -> Suite:
@@ -111,7 +131,7 @@ def pandas() -> Suite:
     return _installed("pandas", ["--no-strict-data-files"])
 
 
-SUITES = {"click": click, "sympy": sympy, "pandas": pandas}
+SUITES = {"click": click, "attrs": attrs, "sympy": sympy, "pandas": pandas}
 
 
 def main() -> int:
