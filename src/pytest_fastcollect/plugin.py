@@ -109,6 +109,13 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[RECORDS] = run
 
 
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_setupnodes(config: pytest.Config, specs: list[Any]) -> None:
+    # pytest-xdist, controller of a run the daemon serves: workers are forked from the warm template too
+    # (tryfirst: xdist's own implementation keeps the list's specs for its status line)
+    xdist.warm_workers(config, specs, getattr(config.stash.get(DAEMON, None), "served", None))
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     # pytest-xdist, controller: before a worker starts, the cache is written and handed over (xdist.py)

@@ -63,6 +63,33 @@ def configure_node(config: pytest.Config, node: Any) -> None:
     node.workerinput[WORKERINPUT_KEY] = handoff
 
 
+def warm_workers(config: pytest.Config, specs: list[Any], served: Any) -> int:
+    """Controller side of `pytest_xdist_setupnodes`: point the python of every popen spec that names no
+    interpreter, gateway hop or remote at the daemon's worker launcher, when `served` (runtime.ServedRun of
+    this run, None for a local run) says the run came from a daemon. Returns the number of specs changed."""
+    if served is None or getattr(served, "worker", False) or not getattr(served, "socket", ""):
+        return 0
+    from .daemon.worker import launcher_python
+
+    python = launcher_python(served.socket, served.key)
+    if "//" in python:  # execnet's spec separator: such a path cannot be written into a spec
+        return 0
+    changed = 0
+    for i, spec in enumerate(specs):
+        try:
+            if not getattr(spec, "popen", False) or spec.python or spec.via or spec.ssh or spec.socket:
+                continue
+            # a new spec, not an attribute set on the old one: xdist rebuilds each spec from its string
+            text = f"{spec}//python={python}"
+            if spec.id and "id=" not in str(spec):  # allocated by xdist (gw0, gw1, ...): kept
+                text += f"//id={spec.id}"
+            specs[i] = type(spec)(text)
+            changed += 1
+        except Exception:  # noqa: BLE001 - an unusual spec keeps its cold worker
+            continue
+    return changed
+
+
 def worker_selection(config: pytest.Config) -> dict[str, list[str]] | None:
     """Worker side: the controller's -k/-m decision (path -> recorded node IDs of the files it leaves
     unimported), or None when there is none (then the worker imports every file, as plain pytest)."""

@@ -546,9 +546,94 @@ def test_stdin_reaches_the_run(project: Path) -> None:
 
 
 def test_xdist_run_through_the_daemon(project: Path) -> None:
-    """The run child is the xdist controller; its workers are fresh interpreters, as in a plain run."""
+    """The run child is the xdist controller; its workers are forked from the warm template too."""
     pytest.importorskip("xdist")
     _parity(project, "-n", "2")
+
+
+LOGGING_TESTS = {
+    "tests/test_log_a.py": """
+        import os
+
+        with open(os.environ["IMPORT_LOG"], "a") as fh:
+            fh.write(f"import {__name__} {os.getpid()}\\n")
+
+        def test_log_a():
+            with open(os.environ["IMPORT_LOG"], "a") as fh:
+                fh.write(f"test {os.getpid()} {os.getppid()}\\n")
+    """,
+    "tests/test_log_b.py": """
+        import os
+
+        with open(os.environ["IMPORT_LOG"], "a") as fh:
+            fh.write(f"import {__name__} {os.getpid()}\\n")
+
+        def test_log_b():
+            with open(os.environ["IMPORT_LOG"], "a") as fh:
+                fh.write(f"test {os.getpid()} {os.getppid()}\\n")
+    """,
+}
+
+
+def _served_count(root: Path) -> int:
+    match = re.search(r"(\d+) served", status(root).stdout)
+    assert match, status(root).stdout
+    return int(match.group(1))
+
+
+def test_xdist_workers_are_forked_from_the_warm_template(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pytest -n 2` served by the daemon: both workers are children of the template (not of the controller),
+    import no test module the template holds, and re-import only what changed; the referee agrees."""
+    pytest.importorskip("xdist")
+    log = project / "imports.log"
+    monkeypatch.setenv("IMPORT_LOG", str(log))
+    write(project, LOGGING_TESTS)
+    age(project)
+    pid = start(project)
+    log.write_text("")
+    before = _served_count(project)
+    proc = run(project, "-n", "2", "-p", "no:randomly")
+    assert SERVED in proc.stdout and proc.returncode == 0, proc.stdout + proc.stderr
+    assert "7 passed" in proc.stdout, proc.stdout
+    assert _served_count(project) - before == 3  # the run and its two workers
+    lines = log.read_text().splitlines()
+    assert [ln for ln in lines if ln.startswith("import")] == [], lines
+    tests = [ln.split() for ln in lines if ln.startswith("test ")]
+    assert len(tests) == 2 and all(int(ppid) == pid for _, _, ppid in tests), (pid, lines)
+    # an edited test file is imported again in the workers (the other one is not)
+    (project / "tests/test_log_b.py").write_text((project / "tests/test_log_b.py").read_text() + "\n# edited\n")
+    log.write_text("")
+    proc = run(project, "-n", "2", "-p", "no:randomly")
+    assert SERVED in proc.stdout and "7 passed" in proc.stdout, proc.stdout + proc.stderr
+    imports = {ln.split()[1] for ln in log.read_text().splitlines() if ln.startswith("import")}
+    assert imports == {"test_log_b"}, log.read_text()
+    _parity(project, "-n", "2")
+
+
+def test_a_worker_the_daemon_does_not_serve_starts_cold(project: Path) -> None:
+    """The daemon dies between the controller's start and its workers' (a conftest hook that runs after
+    the plugin's rewrite kills it): each launcher becomes a plain interpreter, and the run's outcome is
+    unchanged."""
+    pytest.importorskip("xdist")
+    write(project, {"tests/conftest.py": """
+        import glob, os, signal
+
+        import pytest
+
+        def pytest_xdist_setupnodes(config, specs):
+            for pid_file in glob.glob(os.path.join(os.environ["XDG_RUNTIME_DIR"], "pytest-fastcollect", "*.pid")):
+                os.kill(int(open(pid_file).read()), signal.SIGKILL)
+
+        @pytest.fixture
+        def one():
+            return 1
+    """})
+    age(project)
+    pid = start(project)
+    proc = run(project, "-n", "2", "-p", "no:randomly")
+    assert SERVED in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "5 passed" in proc.stdout, proc.stdout + proc.stderr
+    assert not alive(pid)
 
 
 def test_interpreter_options_reach_the_run(project: Path) -> None:

@@ -1319,3 +1319,81 @@ def test_replay_error_in_shared_module_evicts_later_importers(warm: dict[str, ty
         assert "helper" not in sys.modules
         replayer.on_collect("/p/test_y.py")
     assert "test_y" not in sys.modules
+
+
+# --------------------------------------------------------------------------------------------------------
+# warm xdist workers: the launcher (daemon/worker.py) and the controller's spec rewrite (xdist.py)
+# --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["-u", "-c", "print(1)"], "print(1)"),
+        (["-u", "-B", "-c", "x"], "x"),
+        (["-c", "x"], "x"),
+        (["-u", "-c"], None),
+        (["-u", "-c", "x", "extra"], None),
+        (["-m", "mod"], None),
+        (["-X", "dev", "-c", "x"], None),  # an interpreter option a forked child cannot honour
+        ([], None),
+    ],
+)
+def test_worker_code_accepts_only_what_execnet_passes(argv: list[str], code: str | None) -> None:
+    from pytest_fastcollect.daemon.worker import worker_code
+
+    assert worker_code(argv) == code
+
+
+def test_launcher_without_a_daemon_becomes_the_real_interpreter(tmp_path: Path) -> None:
+    """No daemon at the socket: the launcher execs `python -u -c CODE` itself (a cold worker), so the code
+    runs with `python -c`'s sys.argv and sys.path[0], its output and its exit code."""
+    code = "import sys; print('cold', sys.argv, repr(sys.path[0])); sys.exit(7)"
+    proc = subprocess_run([sys.executable, "-m", "pytest_fastcollect.daemon.worker", str(tmp_path / "none.sock"),
+                           "0" * 20, "-u", "-c", code])
+    assert proc.returncode == 7, proc.stderr
+    assert proc.stdout.strip() == "cold ['-c'] ''"
+
+
+def subprocess_run(argv: list[str]) -> Any:
+    import subprocess
+
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+class _Spec:
+    """Stands in for execnet.XSpec: built from its string, attributes None unless given."""
+
+    def __init__(self, text: str) -> None:
+        self._spec = text
+        self.id = None
+        for part in text.split("//"):
+            key, _, value = part.partition("=")
+            setattr(self, key, value or True)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return None
+
+    def __str__(self) -> str:
+        return self._spec
+
+
+def test_warm_workers_rewrite_only_local_popen_specs_of_a_served_run() -> None:
+    from pytest_fastcollect import xdist
+    from pytest_fastcollect.daemon.runtime import ServedRun
+
+    served = ServedRun(1, 0.0, 0, 0, "/run/user/1/pytest-fastcollect/k.sock", "k" * 20)
+    specs: list[Any] = [_Spec("execmodel=main_thread_only//popen"), _Spec("popen//python=/usr/bin/python3"),
+                        _Spec("ssh=host"), _Spec("popen//via=gw9")]
+    specs[0].id = "gw0"
+    assert xdist.warm_workers(None, specs, served) == 1  # type: ignore[arg-type]
+    assert specs[0].python.split()[1:] == ["-m", "pytest_fastcollect.daemon.worker", served.socket, served.key]
+    assert specs[0].id == "gw0" and specs[0].execmodel == "main_thread_only"
+    assert [str(s) for s in specs[1:]] == ["popen//python=/usr/bin/python3", "ssh=host", "popen//via=gw9"]
+    # a local run, or a worker, never rewrites
+    local = [_Spec("popen")]
+    assert xdist.warm_workers(None, local, None) == 0 and local[0].python is None  # type: ignore[arg-type]
+    worker = ServedRun(1, 0.0, 0, 0, served.socket, served.key, worker=True)
+    assert xdist.warm_workers(None, local, worker) == 0  # type: ignore[arg-type]

@@ -1,5 +1,6 @@
 """One run in a child forked from the template: take the client's terminal, cwd, environment and argv,
-evict stale modules, run pytest's console entry point, report the exit code, leave.
+evict stale modules, run pytest's console entry point (or, for an xdist worker, the code execnet gave the
+launcher: daemon/worker.py), report the exit code, leave.
 
 Nothing here returns: run() ends with os._exit(). It runs after fork() in a process whose only thread is
 this one.
@@ -44,6 +45,9 @@ class ChildContext:
     daemon_pid: int
     warm_age: float
     warm: Any = None  # warmup.WarmResult
+    socket: str = ""  # the daemon's socket and key: a run that starts xdist workers has them forked here too
+    key: str = ""
+    worker: bool = False  # an xdist worker (request argv: the interpreter arguments execnet passed)
 
 
 def _exit_code(code: object) -> int:
@@ -118,7 +122,7 @@ def run(conn: socket.socket, request: dict[str, Any], fds: list[int], ctx: Child
             pass
         os._exit(INTERNAL_ERROR)
     try:
-        code = _run_pytest()
+        code = _run_worker(request["argv"]) if ctx.worker else _run_pytest()
     except BaseException:  # noqa: BLE001 - report, never return into the template's loop
         try:
             traceback.print_exc()
@@ -153,7 +157,7 @@ def _setup(request: dict[str, Any], fds: list[int], ctx: ChildContext) -> None:
     _take_stdio(fds, request["stdio"])
     os.environ.clear()
     os.environ.update(request["env"])
-    sys.argv = list(request["argv"])
+    sys.argv = ["-c"] if ctx.worker else list(request["argv"])  # what `python -c CODE` sets
     client_path = list(request["sys_path"])
     sys.path[:] = [p for p in ctx.sys_path_added if p not in client_path] + client_path
     warnings.filters[:] = ctx.warnings_filters
@@ -171,7 +175,31 @@ def _setup(request: dict[str, Any], fds: list[int], ctx: ChildContext) -> None:
         objects = {name: sys.modules[name] for name in warm.test_modules.values() if name in sys.modules}
         runtime.set_replayer(Replayer(warm.log, warm.test_modules, set(warm.configure_modules), objects))
     runtime.set_role("child")
-    runtime.set_served(runtime.ServedRun(ctx.daemon_pid, ctx.warm_age, len(ctx.evict), ctx.changed))
+    runtime.set_served(runtime.ServedRun(ctx.daemon_pid, ctx.warm_age, len(ctx.evict), ctx.changed, ctx.socket,
+                                         ctx.key, ctx.worker))
+
+
+def _run_worker(argv: list[str]) -> int:
+    """Run `python [-u] [-B] -c CODE` here: CODE (execnet's bootstrap line) in a fresh `__main__` module, as
+    the interpreter would; returns the exit code (SystemExit honoured)."""
+    import builtins
+    import types
+
+    from .worker import worker_code
+
+    code = worker_code(argv)
+    assert code is not None  # validated by the template before the fork
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = builtins
+    sys.modules["__main__"] = main
+    try:
+        exec(compile(code, "<string>", "exec"), main.__dict__)  # noqa: S102 - the interpreter's -c
+    except SystemExit as exc:
+        return _exit_code(exc.code)
+    except BaseException:  # noqa: BLE001 - what the interpreter does with an uncaught exception
+        traceback.print_exc()
+        return 1
+    return 0
 
 
 def _run_pytest() -> int:

@@ -15,12 +15,13 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import pytest
+from typing import TYPE_CHECKING, Any
 
 from . import protocol
 from .paths import DaemonFiles, daemon_files, key_material, key_of
+
+if TYPE_CHECKING:  # the worker launcher (worker.py) imports this module and must not pay for pytest
+    import pytest
 
 #: Seconds to wait for the daemon to connect us to a run (it stats every warm file first).
 START_DEADLINE = 30.0
@@ -134,12 +135,13 @@ def _stdio_info() -> tuple[list[int], list[dict[str, Any] | None], list[int]]:
     return fds, infos, opened
 
 
-def connect(files: DaemonFiles, timeout: float = 1.0) -> socket.socket:
-    """A connection to the daemon. Raises NotServed("no daemon") or NotServed("stale socket")."""
+def connect(files: DaemonFiles | str, timeout: float = 1.0) -> socket.socket:
+    """A connection to the daemon (its files, or its socket's path). Raises NotServed("no daemon") or
+    NotServed("stale socket")."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        sock.connect(str(files.socket))
+        sock.connect(files if isinstance(files, str) else str(files.socket))
     except FileNotFoundError:
         sock.close()
         raise NotServed("no daemon") from None

@@ -1,4 +1,5 @@
-"""Which role this interpreter plays for the daemon: a normal pytest run, the template, or a run child.
+"""Which role this interpreter plays for the daemon: a normal pytest run, the template, or a child forked
+from it (a run, or an xdist worker: daemon/worker.py).
 
 Kept as module globals, not environment variables: a run child replaces os.environ with the client's, and
 the client's environment must not carry daemon state into the tests.
@@ -10,18 +11,23 @@ from dataclasses import dataclass
 from typing import Any
 
 #: "local" (a normal pytest process), "template" (the daemon while it warms and serves) or "child"
-#: (a run forked from the template for one client).
+#: (a run, or an xdist worker, forked from the template for one client).
 ROLE = "local"
 
 
 @dataclass
 class ServedRun:
-    """What a run child knows about how it was served (for the report header)."""
+    """What a child knows about how it was served: for the report header, and, for a run that becomes an
+    xdist controller, the daemon its workers are forked from (`socket` path and `key`). `worker`: this child
+    is an xdist worker (its session is the worker's, not a served run's)."""
 
     daemon_pid: int
     warm_age_seconds: float
     evicted: int
     changed: int
+    socket: str = ""
+    key: str = ""
+    worker: bool = False
 
 
 #: Set in a run child before pytest's main runs.

@@ -334,8 +334,8 @@ class Template:
             self._reply_and_close(conn, {"type": "error", "reason": str(exc)})
             return
         kind = message["type"]
-        if kind == "run":
-            self._run(conn, message, fds)
+        if kind == "run" or kind == "worker":
+            self._run(conn, message, fds, worker=kind == "worker")
             return
         for fd in fds:
             os.close(fd)
@@ -372,8 +372,16 @@ class Template:
         log.info("refused a run: %s", reason)
         self._reply_and_close(conn, {"type": "refused", "reason": reason})
 
-    def _run(self, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+    def _run(self, conn: socket.socket, request: dict[str, Any], fds: list[int], worker: bool = False) -> None:
+        """Fork a child for a "run" request (pytest's console entry point) or a "worker" request (an xdist
+        worker: the interpreter arguments execnet gave the launcher, daemon/worker.py), after the same
+        checks: well-formed, same key, template ready and fresh (stale modules are evicted in the child)."""
         problem = validate_run(request, len(fds))
+        if problem is None and worker:
+            from .worker import worker_code
+
+            if worker_code(request["argv"]) is None:
+                problem = "worker argv is not [-u] [-B] -c CODE"
         if problem:
             self.counters.rejected += 1
             self.counters.last_error = f"rejected a run request: {problem}"
@@ -386,7 +394,7 @@ class Template:
             self._refuse(conn, fds, "key differs")
             return
         warm = self.warm_result
-        if self.state == "ready" and warm is not None and warm.method == "imports" and (
+        if not worker and self.state == "ready" and warm is not None and warm.method == "imports" and (
             request.get("files_digest") != warm.files_digest
         ):
             # a test file was added or removed since the warm-up: a plain run would import another set of
@@ -417,6 +425,9 @@ class Template:
             daemon_pid=os.getpid(),
             warm_age=time.time() - self.snapshot.created,
             warm=self.warm_result,
+            socket=str(self.files.socket),
+            key=self.spec.key,
+            worker=worker,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded fork": native pools only
@@ -427,7 +438,8 @@ class Template:
             os.close(fd)  # a pipe reader must see EOF when the child is done, not when the template is
         self.counters.served += 1
         self.runs[pid] = Run(pid, conn, time.monotonic())
-        log.info("run %d: pid %d, %d changed, %d evicted: %s", self.counters.served, pid, len(plan.changed), len(plan.evict), " ".join(request["argv"][1:])[:200])
+        what = "xdist worker" if worker else " ".join(request["argv"][1:])[:200]
+        log.info("run %d: pid %d, %d changed, %d evicted: %s", self.counters.served, pid, len(plan.changed), len(plan.evict), what)
 
     def _client_event(self, conn: socket.socket) -> None:
         run = next((r for r in self.runs.values() if r.conn is conn), None)
@@ -474,13 +486,18 @@ class Template:
                 sig = os.WTERMSIG(status)
                 self.counters.killed += 1
                 log.info("run pid %d killed by signal %d", pid, sig)
-                if run.conn is not None:
-                    try:
-                        run.conn.setblocking(True)
-                        run.conn.settimeout(1.0)
-                        protocol.send(run.conn, {"type": "exit", "code": 128 + sig, "signal": sig})
-                    except OSError:
-                        pass
+                message: dict[str, Any] = {"type": "exit", "code": 128 + sig, "signal": sig}
+            else:
+                # normally the child said "exit" itself; one that left with os._exit() (a test, execnet's
+                # worker) did not: its client still gets the status the process ended with
+                message = {"type": "exit", "code": os.waitstatus_to_exitcode(status)}
+            if run.conn is not None:
+                try:
+                    run.conn.setblocking(True)
+                    run.conn.settimeout(1.0)
+                    protocol.send(run.conn, message)
+                except OSError:
+                    pass
             if run.conn is not None:
                 run.conn.close()
 
