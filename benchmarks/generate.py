@@ -31,9 +31,11 @@ from pathlib import Path
 
 PRESETS: dict[str, tuple[int, str]] = {
     "1k-light": (1_000, "light"),
+    "1k-heavy": (1_000, "heavy"),
     "10k-light": (10_000, "light"),
     "10k-heavy": (10_000, "heavy"),
     "100k-light": (100_000, "light"),
+    "100k-heavy": (100_000, "heavy"),
 }
 MODULES_PER_SUB = 10
 SUBS_PER_PKG = 10

@@ -7,7 +7,7 @@ generated and real suites, as alternating runs in separate processes of one proc
 `--docs` also rewrites the generated part of docs/benchmarks.md and its charts in docs/img/ (one command
 regenerates them; the command line used is written above the tables).
 
-Suites: generated presets (gen-1k-light, gen-10k-light, gen-10k-heavy, gen-100k-light: benchmarks/generate.py,
+Suites: generated presets (gen-{1k,10k,100k}-{light,heavy}: benchmarks/generate.py,
 written to $FASTCOLLECT_SUITES/generated/<preset>, run with a venv in $FASTCOLLECT_SUITES/generated/venv
 holding the wheel from build/wheels, pytest 9.2.0 and pytest-xdist 3.8.0) and real suites (click, attrs,
 sympy, pandas: benchmarks/suites.py).
@@ -48,6 +48,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -486,7 +487,7 @@ def judge(row: Row) -> None:
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     """Command-line options."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suites", default="gen-1k-light,gen-10k-light,gen-10k-heavy,gen-100k-light,click,attrs,sympy,pandas")
+    ap.add_argument("--suites", default=",".join([*GEN_SUITES, *suites.SUITES]))
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--modes", default=",".join(modes.MODES), help="plain is always measured (first)")
     ap.add_argument("--pairs", type=int, default=5, help="rounds of one run per mode (at least 5 for published figures)")
@@ -519,6 +520,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[list[str]] = None) -> int:
     ns = parse_args(argv)
+    # SIGTERM unwinds like an exception: the edit loop's file is restored, daemons are stopped
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     gen_cache: dict[str, str] = {}
 
     def gen_python() -> str:

@@ -112,6 +112,10 @@ def test_n8_twenty_times(tmp_path: Path, daemon: bool, request: pytest.FixtureRe
         served += "run by the warm daemon" in proc.stdout
     if daemon:
         assert served == 20
+        # every run and each of its 8 workers were forked from the template (warm workers)
+        status = subprocess.run([sys.executable, "-m", "pytest", "--daemon-status"], cwd=root, env=env,
+                                capture_output=True, text=True, timeout=60).stdout
+        assert "180 served" in status, status
         stop = subprocess.run([sys.executable, "-m", "pytest", "--daemon-stop"], cwd=root, env=env,
                               capture_output=True, text=True, timeout=60)
         assert stop.returncode == 0, stop.stdout
