@@ -36,11 +36,15 @@ def test_corpus_parity_through_daemon(case: str, corpus_copy, daemon_env) -> Non
     assert again.ok, format_report(again)
 
 
+@pytest.mark.parametrize("daemon", [False, True], ids=["cache", "warm-workers"])
 @pytest.mark.parametrize("case", corpus_cases())
-def test_corpus_parity_under_xdist(case: str, corpus_copy) -> None:
+def test_corpus_parity_under_xdist(case: str, daemon: bool, corpus_copy, request: pytest.FixtureRequest) -> None:
     """`-n 2` on both sides: the same tests with the same outcomes (xdist reorders runs: compared as sets) and
-    the same exit code; the controller writes the cache, the workers only read it."""
+    the same exit code; the controller writes the cache, the workers only read it. With the daemon, the
+    served run is the controller and its workers are forked from the warm template."""
     pytest.importorskip("xdist")
+    if daemon:
+        request.getfixturevalue("daemon_env")
     root = corpus_copy(case)
-    cmp = referee(root, [*BASE_ARGS, "-n", "2", "-p", "no:randomly"], run=True, timeout=180)
+    cmp = referee(root, [*BASE_ARGS, "-n", "2", "-p", "no:randomly"], run=True, timeout=180, daemon=daemon)
     assert cmp.ok, format_report(cmp)

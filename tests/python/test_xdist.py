@@ -123,3 +123,67 @@ def test_n8_twenty_times(tmp_path: Path, daemon: bool, request: pytest.FixtureRe
     while _python_processes_in(root):
         assert time.monotonic() < end, f"left behind: {_python_processes_in(root)}"
         time.sleep(0.2)
+
+
+FAILING = {
+    "tests/test_fail.py": "def test_fails():\n    assert 0\n\ndef test_fails_too():\n    assert 0\n",
+}
+
+
+@pytest.mark.parametrize("daemon", [False, True], ids=["cache", "warm-workers"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-n", "auto"],
+        ["-n", "8"],
+        ["-n", "2", "--dist", "loadscope"],
+        ["-n", "2", "--dist", "loadfile"],
+        ["-n", "2", "--dist", "worksteal"],
+        ["-n", "2", "-k", "test_a1 or TestC2"],
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_distribution_modes_match_plain_xdist(tmp_path: Path, args: list[str], daemon: bool,
+                                             request: pytest.FixtureRequest) -> None:
+    """The referee at 0 differences (node IDs and outcomes as sets, exit code) for every --dist mode and
+    worker count, with the cache and with warm workers forked from the daemon."""
+    from pytest_fastcollect.parity.referee import format_report, referee
+
+    if daemon:
+        request.getfixturevalue("daemon_env")
+    root = tmp_path / "proj"
+    make_project(root, files=6)
+    cmp = referee(root, ["-p", "no:randomly", *args], run=True, timeout=300, daemon=daemon)
+    assert cmp.ok, format_report(cmp)
+
+
+def _failed(text: str) -> set[str]:
+    return {line.split()[1] for line in text.splitlines() if line.startswith("FAILED ")}
+
+
+@pytest.mark.parametrize("daemon", [False, True], ids=["cache", "warm-workers"])
+@pytest.mark.parametrize("stop", [["-x"], ["--maxfail", "1"], ["--maxfail", "2"]], ids=" ".join)
+def test_stopping_early_matches_plain_xdist(tmp_path: Path, stop: list[str], daemon: bool,
+                                            request: pytest.FixtureRequest) -> None:
+    """-x and --maxfail under `-n 2`: which passing tests ran before the stop varies from run to run even in
+    plain xdist, so the exit code and the failed node IDs are compared (2 failing tests, one per maxfail)."""
+    env = dict(os.environ)
+    if daemon:
+        env = {**env, "XDG_RUNTIME_DIR": str(request.getfixturevalue("daemon_env"))}
+        env.pop("CI", None)
+    root = tmp_path / "proj"
+    make_project(root, files=6)
+    (root / "tests" / "test_fail.py").write_text(FAILING["tests/test_fail.py"])
+    # --dist loadfile: both failing tests go to one worker, in file order (a deterministic set to compare)
+    args = [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadfile", "-p", "no:randomly", "-rf", *stop]
+    if daemon:
+        started = subprocess.run([*args[:3], "--daemon-start"], cwd=root, env=env, capture_output=True, text=True,
+                                 timeout=120)
+        assert started.returncode == 0, started.stdout
+    plain = subprocess.run([*args, "-p", "no:fastcollect"], cwd=root, env=env, capture_output=True, text=True,
+                           timeout=300)
+    ours = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert ours.returncode == plain.returncode == 1, (plain.stdout[-2000:], ours.stdout[-2000:])
+    assert _failed(ours.stdout) == _failed(plain.stdout) and _failed(plain.stdout), (plain.stdout, ours.stdout)
+    if daemon:
+        assert "run by the warm daemon" in ours.stdout, ours.stdout
