@@ -455,12 +455,15 @@ def measure(target: Target, scenario: str, cold: bool, pairs: int, info: Probe, 
                 side.counts.append({**child.counts, "exit": child.exit_code})
                 side.rss_kib = max(side.rss_kib, child.max_rss_kib)
                 side.failures += [f for f in child.failures if f not in side.failures][:10]
+        # a served `-n K` run is K + 1 requests: the run (the xdist controller) and its K warm workers
+        per_run = 1 + (int(args[args.index("-n") + 1]) if "-n" in args else 0)
         for mode, before in served_before.items():
             if mode in ready and ready[mode].served:
                 served = ready[mode].served() - before
                 measured = len(row.sides[mode].seconds)
-                if served != measured:
-                    row.sides[mode].note = f"served {served} of {measured} runs (the rest ran locally)"
+                if served != measured * per_run:
+                    row.sides[mode].note = (f"served {served} requests for {measured} runs, {measured * per_run} "
+                                            f"expected ({per_run} per run: the run and its xdist workers)")
                     row.sides[mode].comparable = False
     judge(row)
     return row
