@@ -75,8 +75,8 @@ def main(argv: list[str]) -> int:
         "argv": python_args,
         "cwd": os.getcwd(),
         "env": dict(os.environ),
-        # `python -c` puts "" (the cwd) first where `python -m` put the cwd's path
-        "sys_path": ["", *sys.path[1:]],
+        # `python -c` puts "" (the cwd) first where `python -m` put the cwd's path (neither does with -P)
+        "sys_path": list(sys.path) if getattr(sys.flags, "safe_path", False) else ["", *sys.path[1:]],
         "umask": _umask(),
         "stdio": infos,
     }
