@@ -9,8 +9,8 @@ interpreter, extra arguments and environment:
   warm-cache     the plugin in-process (`--no-fastcollect-auto-daemon`), cache and records filled by the
                  unmeasured runs
   daemon         `--fastcollect-auto-daemon` against a daemon started for the row with `--daemon-start` and the
-                 row's arguments, in a socket folder (XDG_RUNTIME_DIR) of its own; every measured run must be
-                 served (checked with --daemon-status before and after)
+                 row's arguments, in the row's socket folder (XDG_RUNTIME_DIR, the same for every mode of the
+                 row); every measured run must be served (checked with --daemon-status before and after)
   rust-0.5.2     the earlier Rust plugin, pytest-fastcollect 0.5.2 from PyPI, in a venv of its own beside the
                  suite's (same suite pins and pytest); it turns itself on when installed
   hot-reloading  pytest-hot-reloading 0.1.0a19 from PyPI in a venv of its own, `-p pytest_hot_reloading.plugin
@@ -115,7 +115,7 @@ def invocation(mode: str, suite_python: str, competitor: Optional[str], cwd: str
     elif mode == "warm-cache":
         yield Invocation(suite_python, ["--no-fastcollect-auto-daemon"])
     elif mode == "daemon":
-        runtime = tempfile.mkdtemp(prefix="fcbench")
+        runtime = base_env.get("XDG_RUNTIME_DIR") or tempfile.mkdtemp(prefix="fcbench")
         os.chmod(runtime, 0o700)
         env = {"XDG_RUNTIME_DIR": runtime}
         full_env = {k: v for k, v in base_env.items() if k != "CI"} | env

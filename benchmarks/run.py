@@ -395,6 +395,11 @@ def measure(target: Target, scenario: str, cold: bool, pairs: int, info: Probe, 
         return row
     row.args = args
     base_env = environment(cold)
+    # one socket folder for every mode of the row: the environment is part of the -k/-m records' key, and a
+    # user's XDG_RUNTIME_DIR is the same for runs with and without the daemon
+    runtime = tempfile.mkdtemp(prefix="fcbench")
+    os.chmod(runtime, 0o700)
+    base_env["XDG_RUNTIME_DIR"] = runtime
     timeout = max(60.0, TIMEOUT_FACTOR * info.seconds * (3 if cold else 1))
     editor = Editor(node_file(target, info.nodeid)) if scenario == "edit" else None
     row_args = [*target.options, *args, *(target.selection if keep else [])]
