@@ -183,7 +183,8 @@ def test_stopping_early_matches_plain_xdist(tmp_path: Path, stop: list[str], dae
     plain = subprocess.run([*args, "-p", "no:fastcollect"], cwd=root, env=env, capture_output=True, text=True,
                            timeout=300)
     ours = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=300)
-    assert ours.returncode == plain.returncode == 1, (plain.stdout[-2000:], ours.stdout[-2000:])
+    # xdist reports a stop after maxfail failures as "Interrupted" (exit code 2) in plain pytest too
+    assert ours.returncode == plain.returncode and plain.returncode in (1, 2), (plain.stdout[-2000:], ours.stdout[-2000:])
     assert _failed(ours.stdout) == _failed(plain.stdout) and _failed(plain.stdout), (plain.stdout, ours.stdout)
     if daemon:
         assert "run by the warm daemon" in ours.stdout, ours.stdout
