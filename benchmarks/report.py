@@ -163,12 +163,7 @@ def charts(rows: list[Any], out: Path, stem: str) -> list[str]:
         ax.set_yscale("log")
         ax.set_ylabel("median wall time (s), log scale")
         ax.set_title(f"pyc {pyc}: comparable modes only (a missing bar is not comparable or not run)", fontsize=9)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = out / f"{stem}-{pyc}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(str(path))
+        written.append(_save(plt, fig, ax, out / f"{stem}-{pyc}.png"))
     scaling = [r for r in done if r.suite in SIZES and r.scenario == "collect"]
     if len({r.suite for r in scaling}) >= 2:
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -182,13 +177,17 @@ def charts(rows: list[Any], out: Path, stem: str) -> list[str]:
         ax.set_yscale("log")
         ax.set_xlabel("tests in suite (generated, light imports)")
         ax.set_ylabel("median --collect-only wall time (s)")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = out / f"{stem}-scaling.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(str(path))
+        written.append(_save(plt, fig, ax, out / f"{stem}-scaling.png"))
     return written
+
+
+def _save(plt: Any, fig: Any, ax: Any, path: Path) -> str:
+    """Legend, layout, PNG at 110 dpi; returns the path."""
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
 
 
 def write_docs(rows: list[Any], meta: dict[str, Any], docs: Path) -> list[str]:

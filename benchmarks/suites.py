@@ -88,27 +88,26 @@ def sdist(name: str, version: str) -> Path:
     return src
 
 
+def _sdist_suite(name: str, version: str, args: list[str]) -> Suite:
+    """A suite run from its sdist's folder (its tests and ini) against the installed wheel."""
+    python = _venv(name)
+    src = sdist(name, version)
+    if not _ready(python, name):
+        _pip(python, PYTEST, *PINS[name])
+        _mark_ready(python, name)
+    install_plugin(python)
+    return Suite(name, str(python), str(src), args)
+
+
 def click() -> Suite:
     """click's own tests from its sdist, with its pyproject ini (addopts = -m 'not stress')."""
-    python = _venv("click")
-    src = sdist("click", CLICK_VERSION)
-    if not _ready(python, "click"):
-        _pip(python, PYTEST, *PINS["click"])
-        _mark_ready(python, "click")
-    install_plugin(python)
     # click's ini sets filterwarnings=error; pytest 9 deprecates a pattern click 8.4 still uses.
-    return Suite("click", str(python), str(src), ["-W", "ignore::DeprecationWarning", "-p", "no:cacheprovider"])
+    return _sdist_suite("click", CLICK_VERSION, ["-W", "ignore::DeprecationWarning", "-p", "no:cacheprovider"])
 
 
 def attrs() -> Suite:
     """attrs' own tests from its sdist (tests/ run against the installed wheel), with its pyproject ini."""
-    python = _venv("attrs")
-    src = sdist("attrs", ATTRS_VERSION)
-    if not _ready(python, "attrs"):
-        _pip(python, PYTEST, *PINS["attrs"])
-        _mark_ready(python, "attrs")
-    install_plugin(python)
-    return Suite("attrs", str(python), str(src), ["tests", "-p", "no:cacheprovider"])
+    return _sdist_suite("attrs", ATTRS_VERSION, ["tests", "-p", "no:cacheprovider"])
 
 
 def _installed(name: str, args: list[str]) -> Suite:

@@ -551,28 +551,17 @@ def test_xdist_run_through_the_daemon(project: Path) -> None:
     _parity(project, "-n", "2")
 
 
-LOGGING_TESTS = {
-    "tests/test_log_a.py": """
-        import os
+LOGGING_TEST = """
+    import os
 
+    with open(os.environ["IMPORT_LOG"], "a") as fh:
+        fh.write(f"import {__name__} {os.getpid()}\\n")
+
+    def test_log_NAME():
         with open(os.environ["IMPORT_LOG"], "a") as fh:
-            fh.write(f"import {__name__} {os.getpid()}\\n")
-
-        def test_log_a():
-            with open(os.environ["IMPORT_LOG"], "a") as fh:
-                fh.write(f"test {os.getpid()} {os.getppid()}\\n")
-    """,
-    "tests/test_log_b.py": """
-        import os
-
-        with open(os.environ["IMPORT_LOG"], "a") as fh:
-            fh.write(f"import {__name__} {os.getpid()}\\n")
-
-        def test_log_b():
-            with open(os.environ["IMPORT_LOG"], "a") as fh:
-                fh.write(f"test {os.getpid()} {os.getppid()}\\n")
-    """,
-}
+            fh.write(f"test {os.getpid()} {os.getppid()}\\n")
+"""
+LOGGING_TESTS = {f"tests/test_log_{n}.py": LOGGING_TEST.replace("NAME", n) for n in "ab"}
 
 
 def _served_count(root: Path) -> int:
