@@ -5,7 +5,10 @@ interpreter, extra arguments and environment:
 
   plain          `-p no:fastcollect` in the suite's venv (the baseline of every ratio)
   cold-cache     the plugin in-process with `--fastcollect-cache-clear` on every run (discovery cache and -k/-m
-                 records deleted first: what a first run, or a run after `git clean`, costs)
+                 records deleted first: what a first run, or a run after `git clean`, costs). The files are
+                 the ones the other modes use: in rows whose runs record nothing (`-n`: xdist runs write no
+                 records), warm-cache and daemon then run without records, i.e. without leaving files
+                 unimported (those rows measure xdist's collection itself)
   warm-cache     the plugin in-process (`--no-fastcollect-auto-daemon`), cache and records filled by the
                  unmeasured runs
   daemon         `--fastcollect-auto-daemon` against a daemon started for the row with `--daemon-start` and the

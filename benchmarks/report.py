@@ -99,7 +99,9 @@ def markdown(rows: list[Any], meta: dict[str, Any], image_dir: str = "") -> str:
     lines += [f"- **{mode}**: {modes.DESCRIPTIONS[mode]}" for mode in mode_list]
     lines += ["", "Ratio = plain median / mode median (above 1.00x: faster than plain pytest). **NC** = not "
               "comparable: the mode's counts differ from plain's (it lost, added or failed tests) or a daemon run "
-              "was not served; see the note in the second table.", ""]
+              "was not served; see the note in the second table. cold-cache deletes the cache and records the "
+              "other modes share: in `n2` rows (xdist runs record nothing) no mode leaves files unimported, so "
+              "those rows compare xdist's collection itself (cold workers against warm ones for daemon).", ""]
     others = [mode for mode in mode_list if mode != "plain"]
     lines += ["| suite | scenario | pyc | plain counts | plain s | " + " | ".join(others) + " |",
               "|---|---|---|---|---|" + "---|" * len(others)]
