@@ -502,6 +502,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--pyc", choices=["warm", "cold", "both"], default="both")
     ap.add_argument("--out-dir", type=Path, default=HERE / "results")
     ap.add_argument("--docs", action="store_true", help="also rewrite docs/benchmarks.md's generated part and docs/img/")
+    ap.add_argument("--from-json", type=Path, help="measure nothing: render the report (and with --docs the docs "
+                    "page and charts) again from a results file this script wrote")
     ap.add_argument("--plan", choices=sorted(PLANS), help="a fixed plan (suites, scenarios, pyc states, modes per "
                     "suite) instead of --suites/--scenarios/--pyc/--modes")
     ns = ap.parse_args(argv)
@@ -526,8 +528,33 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return ns
 
 
+def load_results(path: Path) -> tuple[list[Row], dict[str, object]]:
+    """(rows, meta) of a JSON results file written by main()."""
+    data = json.loads(path.read_text())
+    rows = []
+    for r in data.pop("rows"):
+        sides = {mode: Side(**side) for mode, side in r.pop("sides").items()}
+        rows.append(Row(**r, sides=sides))
+    return rows, data
+
+
+def render(ns: argparse.Namespace) -> int:
+    """--from-json: the Markdown report, charts and (--docs) docs page of an earlier measurement."""
+    rows, meta = load_results(ns.from_json)
+    stem = ns.from_json.stem
+    meta["charts"] = report.charts(rows, ns.from_json.parent, stem)
+    text = report.markdown(rows, meta)
+    ns.from_json.with_suffix(".md").write_text(text)
+    print(text)
+    if ns.docs:
+        print("docs:", ", ".join(report.write_docs(rows, meta, HERE.parent / "docs")))
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ns = parse_args(argv)
+    if ns.from_json:
+        return render(ns)
     # SIGTERM unwinds like an exception: the edit loop's file is restored, daemons are stopped
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     gen_cache: dict[str, str] = {}

@@ -142,3 +142,16 @@ def test_the_mode_decides_the_command_line() -> None:
         "py", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-k", "x", "--pyargs", "pkg", "-p", "no:fastcollect"]
     assert run.pytest_cmd("py", target, ["a.py::t"], [], keep_selection=False) == [
         "py", "-m", "pytest", "-p", "no:cacheprovider", "a.py::t"]
+
+
+def test_results_file_round_trips(tmp_path: Path) -> None:
+    """--from-json renders from what a measurement wrote: rows and sides come back equal."""
+    import json
+    from dataclasses import asdict
+
+    row = _row(plain=[A], **{"daemon": [B]})
+    run.judge(row)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({**_meta(["plain", "daemon"]), "rows": [asdict(row)]}))
+    rows, meta = run.load_results(path)
+    assert rows == [row] and meta["modes"] == ["plain", "daemon"]
