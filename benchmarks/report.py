@@ -170,11 +170,12 @@ def charts(rows: list[Any], out: Path, stem: str) -> list[str]:
     if len({r.suite for r in scaling}) >= 2:
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
         for pyc, style in (("warm", "-"), ("cold", ":")):
-            for mode in modes.MODES:
+            for color, mode in enumerate(modes.MODES):
                 pts = sorted((SIZES[r.suite], statistics.median(r.sides[mode].seconds)) for r in scaling
                              if r.pyc == pyc and mode in r.sides and r.sides[mode].seconds and r.sides[mode].comparable)
                 if len(pts) >= 2:
-                    ax.plot([n for n, _ in pts], [t for _, t in pts], "o" + style, label=f"{mode}, {pyc} pyc")
+                    ax.plot([n for n, _ in pts], [t for _, t in pts], "o" + style, color=f"C{color}",
+                            label=f"{mode}, {pyc} pyc")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("tests in suite (generated, light imports)")
