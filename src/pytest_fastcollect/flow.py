@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from .errors import one_line
-from .records import CROSS_IMPORT, FileRecord, RecordStore, store_path
+from .records import CROSS_IMPORT, FileRecord, RecordStore, nodeids_digest, store_path
 from .recording import Recorder, warnings_seen
-from .selection import RecordedItem, Selection, SkippedModule, decide, expressions
+from .selection import RecordedItem, Selection, SkippedModule, decide, expressions, query_key
 from .state import State
 
 RECORDS = pytest.StashKey["RecordsRun"]()
@@ -62,6 +62,9 @@ class RecordsRun:
         self.mismatches: list[str] = []
         #: files with a record of this run key (valid or not) when the run started
         self.recorded_paths: set[str] = set()
+        #: this run's -k/-m decisions not stored yet (written with the records, after collection)
+        self.query = ""
+        self.learnt: list[tuple[str, str, bool]] = []
 
     # -- before collection -------------------------------------------------------------------------------
     def needs_decision(self) -> bool:
@@ -123,7 +126,15 @@ class RecordsRun:
         elif CROSS_IMPORT in self.store.flags(self.key):
             selection.why_not = "importing some test modules changes what others collect in this project"
         else:
-            selection.skip = decide(verdict.valid, keyword, mark)
+            self.query = query_key(config.option)
+            broken: list[str] = []
+            selection.skip = decide(
+                verdict.valid, keyword, mark, known=self.store.decisions(self.query), learnt=self.learnt,
+                broken=broken,
+            )
+            for path in broken:  # imported, and recorded again by this run
+                del self.valid[path]
+                selection.considered -= 1
         self.selection = selection
 
     def _prepare_worker(self, keyword: Any, mark: Any, error: str, strict: bool) -> None:
@@ -205,6 +216,9 @@ class RecordsRun:
         from .validity import fingerprint
 
         try:
+            if self.learnt:
+                store.save_decisions(self.query, self.learnt)
+                self.learnt = []
             # A file imported in this run whose collection differs from its (valid) record: either the
             # validity check missed a change, or importing a file this run left unimported changes what
             # this one collects (import-time side effects across test modules). Re-record it; if files
@@ -213,7 +227,7 @@ class RecordsRun:
             if imported:
                 collected = recorder.nodeids(imported)
                 self.mismatches = sorted(
-                    p for p in imported if collected[p] != [i.nodeid for i in self.valid[p].items]
+                    p for p in imported if nodeids_digest(collected[p]) != self.valid[p].ids_digest
                 )
             trusted = set(self.valid) - set(self.mismatches)
             forget_all: list[str] = []
@@ -255,7 +269,7 @@ class RecordsRun:
                 f"fastcollect: {len(self.mismatches)} imported test files ({some}) collected other tests than "
                 f"recorded while {len(self.selection.skip)} files were left unimported: importing test modules "
                 "changes what other test modules collect here. From now on every file is imported for these "
-                "options (delete records-v1.sqlite beside the discovery cache to try again)."
+                "options (delete records-v2.sqlite beside the discovery cache to try again)."
             ]
         return []
 

@@ -109,8 +109,13 @@ class Recorder:
         counts for the file of its Module (an item of another collector type for the same path counts too,
         and then the file's record can never match: it is not recorded)."""
         out: dict[str, list[str]] = {p: [] for p in paths}
+        # the items of one file share their parent's Path object: turn each one into a str once
+        names: dict[int, list[str] | None] = {}
         for item in self.collected:
-            ids = out.get(str(item.path))
+            key = id(item.path)
+            ids = names.get(key, False)
+            if ids is False:
+                ids = names[key] = out.get(str(item.path))
             if ids is not None:
                 ids.append(item.nodeid)
         return out

@@ -8,9 +8,15 @@ could change it has changed.
 
 Storage: `records-v<SCHEMA>.sqlite` in the discovery cache's folder (cache.CacheLocation), through Python's
 sqlite3, WAL mode, a busy timeout. Tables:
-- `files(path PRIMARY KEY, run_key, manifest, fp, data)`: `run_key` is validity.run_key() of the run that
-  wrote it; `manifest` the id of the project-module manifest it depends on; `fp` the file's fingerprint
-  (JSON [mtime_ns, ctime_ns, size, inode, xxh3, recorded_at_ns]); `data` the items (JSON, see FileRecord).
+- `files(path PRIMARY KEY, run_key, manifest, fp, digest, ids_digest, data)`: `run_key` is validity.run_key()
+  of the run that wrote it; `manifest` the id of the project-module manifest it depends on; `fp` the file's
+  fingerprint (JSON [mtime_ns, ctime_ns, size, inode, xxh3, recorded_at_ns]); `data` the items (JSON, see
+  FileRecord), `digest` a BLAKE2b-128 hex digest of `data` and `ids_digest` one of its node IDs in order
+  (nodeids_digest()): a run compares digests and decodes `data` only for what it needs (a file it leaves
+  unimported, or an expression it has not evaluated on that record yet).
+- `decisions(query, path, digest, selectable)`: whether the record with `digest` of `path` holds an item the
+  expressions `query` (selection.query_key()) may select: an evaluation is done once per record and query.
+  The newest DECISION_QUERIES queries are kept.
 - `manifests(id PRIMARY KEY, data)`: JSON {"files": {path: [mtime_ns, ctime_ns, size, inode, xxh3,
   recorded_at_ns]}}.
 - `flags(run_key, name)`: facts learnt about a run key, e.g. CROSS_IMPORT (importing some test modules
@@ -21,13 +27,15 @@ Never raises to the caller: a corrupt or foreign file is deleted and rebuilt (re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
-from dataclasses import dataclass, field
 from typing import Any, Iterable, NamedTuple
 
-SCHEMA = 1
+SCHEMA = 2
+#: how many distinct -k/-m queries keep their per-file decisions
+DECISION_QUERIES = 64
 #: Flag: importing some test modules changes what other test modules collect (seen once for this run key).
 CROSS_IMPORT = "cross-import"
 _BUSY_MS = 5000
@@ -45,19 +53,57 @@ class ItemRecord(NamedTuple):
     marks: list[Any]
 
 
-@dataclass
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+
+
+def nodeids_digest(nodeids: Iterable[str]) -> str:
+    """Digest of a file's node IDs in collection order (what `ids_digest` of a stored record holds)."""
+    return _digest("\n".join(nodeids))
+
+
 class FileRecord:
     """The recorded collection of one test file. `names`: the -k names every item of the file shares (the
-    module and its parent directories/packages, as KeywordMatcher.from_item sees them)."""
+    module and its parent directories/packages, as KeywordMatcher.from_item sees them); `items`: ItemRecords
+    in collection order. A record loaded from the store keeps its JSON text and decodes it on first access
+    of `names` or `items` (ValueError when it does not decode); `fp`, `manifest`, `digest` and `ids_digest`
+    are set by the store on load."""
 
-    path: str
-    names: list[str]
-    items: list[ItemRecord]
-    #: JSON fingerprint of the file when recorded (set by the store on load)
-    fp: list[int] = field(default_factory=list)
-    manifest: str = ""
+    __slots__ = ("path", "_names", "_items", "_text", "fp", "manifest", "digest", "ids_digest")
+
+    def __init__(self, path: str, names: list[str] | None = None, items: list[ItemRecord] | None = None,
+                 *, text: str | None = None) -> None:
+        self.path = path
+        self._names = names
+        self._items = items
+        self._text = text
+        self.fp: list[int] = []
+        self.manifest = ""
+        self.digest = ""
+        self.ids_digest = ""
+
+    def _decode(self) -> None:
+        doc = json.loads(self._text or "")  # our own encoding: types are checked where the values are used
+        items = list(map(ItemRecord._make, doc["items"]))
+        if not isinstance(doc["names"], list) or any(len(i) != 3 for i in items):
+            raise ValueError("malformed record")
+        self._names, self._items, self._text = doc["names"], items, None
+
+    @property
+    def names(self) -> list[str]:
+        if self._names is None:
+            self._decode()
+        return self._names  # type: ignore[return-value]
+
+    @property
+    def items(self) -> list[ItemRecord]:
+        if self._items is None:
+            self._decode()
+        return self._items  # type: ignore[return-value]
 
     def encode(self) -> str:
+        if self._text is not None:
+            return self._text
         return json.dumps(
             {"names": self.names, "items": [[i.nodeid, i.names, [list(m) for m in i.marks]] for i in self.items]},
             separators=(",", ":"),
@@ -65,11 +111,10 @@ class FileRecord:
 
     @classmethod
     def decode(cls, path: str, text: str) -> "FileRecord":
-        doc = json.loads(text)  # our own encoding: types are checked where the values are used
-        items = list(map(ItemRecord._make, doc["items"]))
-        if not isinstance(doc["names"], list) or any(len(i) != 3 for i in items):
-            raise ValueError("malformed record")
-        return cls(path, doc["names"], items)
+        """A record decoded now (ValueError, KeyError or TypeError when `text` is not one)."""
+        record = cls(path, text=text)
+        record._decode()
+        return record
 
 
 def json_scalar_kwargs(kwargs: dict[str, Any]) -> dict[str, Any] | None:
@@ -86,17 +131,21 @@ def store_path(cache_path: str) -> str:
     return os.path.join(os.path.dirname(cache_path), f"records-v{SCHEMA}.sqlite")
 
 
-def remove_store(cache_path: str) -> str | None:
-    """Delete the records database beside `cache_path` and its `-wal`/`-shm` files
-    (--fastcollect-cache-clear). Returns an error line, or None (also when there was nothing to delete)."""
-    path = store_path(cache_path)
-    for suffix in ("", "-wal", "-shm"):
-        try:
-            os.unlink(path + suffix)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            return f"cannot delete {path + suffix}: {exc.strerror}"
+def remove_store(cache_path: str, older_only: bool = False) -> str | None:
+    """Delete the records database beside `cache_path` and its `-wal`/`-shm` files, and those of earlier
+    schemas (--fastcollect-cache-clear; `older_only`: only the earlier schemas' files, when this schema's
+    database is created). Returns an error line, or None (also when there was nothing to delete)."""
+    folder = os.path.dirname(cache_path)
+    versions = range(1, SCHEMA) if older_only else range(1, SCHEMA + 1)
+    for version in versions:
+        path = os.path.join(folder, f"records-v{version}.sqlite")
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.unlink(path + suffix)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                return f"cannot delete {path + suffix}: {exc.strerror}"
     return None
 
 
@@ -139,10 +188,16 @@ class RecordStore:
             if not self.read_only:
                 if version == 0:
                     db.execute("PRAGMA journal_mode=WAL")
+                    remove_store(self.path, older_only=True)
                 with db:
                     db.execute(
                         "CREATE TABLE IF NOT EXISTS files(path TEXT PRIMARY KEY, run_key TEXT NOT NULL, "
-                        "manifest TEXT NOT NULL, fp TEXT NOT NULL, data TEXT NOT NULL)"
+                        "manifest TEXT NOT NULL, fp TEXT NOT NULL, digest TEXT NOT NULL, "
+                        "ids_digest TEXT NOT NULL, data TEXT NOT NULL)"
+                    )
+                    db.execute(
+                        "CREATE TABLE IF NOT EXISTS decisions(query TEXT NOT NULL, path TEXT NOT NULL, "
+                        "digest TEXT NOT NULL, selectable INTEGER NOT NULL, PRIMARY KEY(query, path))"
                     )
                     db.execute("CREATE TABLE IF NOT EXISTS manifests(id TEXT PRIMARY KEY, data TEXT NOT NULL)")
                     db.execute(
@@ -171,21 +226,22 @@ class RecordStore:
 
     def load(self, run_key: str) -> tuple[dict[str, FileRecord], dict[str, dict[str, Any]]]:
         """(records by path, manifests by id) written under `run_key`. Empty on any database error (with a
-        warning); a row that does not decode is left out."""
+        warning); a row whose fingerprint does not decode is left out. The items stay JSON text until a
+        record's `items` are read (FileRecord)."""
         if self._db is None:
             return {}, {}
         records: dict[str, FileRecord] = {}
         manifests: dict[str, dict[str, Any]] = {}
         try:
-            for path, manifest, fp, data in self._db.execute(
-                "SELECT path, manifest, fp, data FROM files WHERE run_key = ?", (run_key,)
+            for path, manifest, fp, digest, ids_digest, data in self._db.execute(
+                "SELECT path, manifest, fp, digest, ids_digest, data FROM files WHERE run_key = ?", (run_key,)
             ):
                 try:
-                    record = FileRecord.decode(path, data)
-                    record.fp = [int(x) for x in json.loads(fp)]
-                except (ValueError, KeyError, TypeError, IndexError):
+                    fingerprint = [int(x) for x in json.loads(fp)]
+                except (ValueError, TypeError):
                     continue
-                record.manifest = manifest
+                record = FileRecord(path, text=data)
+                record.fp, record.manifest, record.digest, record.ids_digest = fingerprint, manifest, digest, ids_digest
                 records[path] = record
             wanted = sorted({r.manifest for r in records.values()})
             for mid in wanted:
@@ -239,12 +295,56 @@ class RecordStore:
                     "INSERT OR REPLACE INTO manifests(id, data) VALUES (?, ?)",
                     (manifest_id, json.dumps(manifest, separators=(",", ":"))),
                 )
+                encoded = [(r, fp, r.encode()) for r, fp in rows]
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO files(path, run_key, manifest, fp, data) VALUES (?, ?, ?, ?, ?)",
-                    [(r.path, run_key, manifest_id, json.dumps(fp), r.encode()) for r, fp in rows],
+                    "INSERT OR REPLACE INTO files(path, run_key, manifest, fp, digest, ids_digest, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (r.path, run_key, manifest_id, json.dumps(fp), _digest(text),
+                         nodeids_digest(i.nodeid for i in r.items), text)
+                        for r, fp, text in encoded
+                    ],
                 )
                 self._db.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in forget])
+                self._db.executemany("DELETE FROM decisions WHERE path = ?", [(p,) for p in forget])
                 self._db.execute("DELETE FROM manifests WHERE id NOT IN (SELECT DISTINCT manifest FROM files)")
+        except sqlite3.Error as exc:
+            self.warning = f"records not written ({exc})"
+            return False
+        return True
+
+    def decisions(self, query: str) -> dict[str, tuple[str, bool]]:
+        """path -> (record digest, selectable) of the decisions stored for `query` (empty on any error)."""
+        if self._db is None:
+            return {}
+        try:
+            return {
+                path: (digest, bool(sel))
+                for path, digest, sel in self._db.execute(
+                    "SELECT path, digest, selectable FROM decisions WHERE query = ?", (query,)
+                )
+            }
+        except sqlite3.Error:
+            return {}
+
+    def save_decisions(self, query: str, rows: Iterable[tuple[str, str, bool]]) -> bool:
+        """Store (path, record digest, selectable) for `query`, keeping the newest DECISION_QUERIES queries.
+        False (with a warning) when the database is busy or unusable; nothing is lost then (the next run
+        evaluates again)."""
+        rows = list(rows)
+        if self._db is None or self.read_only or not rows:
+            return False
+        try:
+            with self._db:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO decisions(query, path, digest, selectable) VALUES (?, ?, ?, ?)",
+                    [(query, path, digest, int(sel)) for path, digest, sel in rows],
+                )
+                self._db.execute(
+                    "DELETE FROM decisions WHERE query NOT IN (SELECT query FROM decisions GROUP BY query "
+                    "ORDER BY max(rowid) DESC LIMIT ?)",
+                    (DECISION_QUERIES,),
+                )
         except sqlite3.Error as exc:
             self.warning = f"records not written ({exc})"
             return False

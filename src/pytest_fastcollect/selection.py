@@ -22,7 +22,8 @@ afterwards, so the terminal's "collected N items / M deselected / K selected" is
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+import json
+from typing import Any, Callable, Iterable, Mapping
 
 import pytest
 
@@ -105,10 +106,50 @@ def expressions(options: Any) -> tuple[Any, Any, str]:
     return keyword, mark, ""
 
 
-def decide(valid: dict[str, FileRecord], keyword: Any, mark: Any, exclude: Iterable[str] = ()) -> dict[str, FileRecord]:
-    """The files of `valid` (path -> record) that hold no selectable item, minus `exclude`."""
+def query_key(options: Any) -> str:
+    """The key under which per-file decisions for this run's -k/-m are stored (records.RecordStore
+    .decisions): the expression texts as pytest reads them, and the plugin version (the evaluator's rules)."""
+    from . import __version__
+
+    keyword_text = str(getattr(options, "keyword", "") or "").lstrip()
+    mark_text = str(getattr(options, "markexpr", "") or "")
+    return json.dumps([__version__, keyword_text, mark_text])
+
+
+def decide(
+    valid: dict[str, FileRecord],
+    keyword: Any,
+    mark: Any,
+    exclude: Iterable[str] = (),
+    known: Mapping[str, tuple[str, bool]] | None = None,
+    learnt: list[tuple[str, str, bool]] | None = None,
+    broken: list[str] | None = None,
+) -> dict[str, FileRecord]:
+    """The files of `valid` (path -> record) that hold no selectable item, minus `exclude`. `known`: path ->
+    (record digest, selectable) decided earlier for the same expressions (used when the digest is the
+    record's); every evaluation done here is appended to `learnt` as (path, digest, selectable); the path of a
+    record that does not decode to `broken` (that file is imported)."""
     excluded = set(exclude)
-    return {p: r for p, r in valid.items() if p not in excluded and not selectable(r, keyword, mark)}
+    known = known or {}
+    out: dict[str, FileRecord] = {}
+    for path, record in valid.items():
+        if path in excluded:
+            continue
+        earlier = known.get(path)
+        try:
+            if earlier is not None and record.digest and earlier[0] == record.digest:
+                can_select = earlier[1]
+            else:
+                can_select = selectable(record, keyword, mark)
+                if learnt is not None and record.digest:
+                    learnt.append((path, record.digest, can_select))
+            if not can_select:
+                record.items  # decode now, so that a record that does not decode is imported
+                out[path] = record
+        except (ValueError, KeyError, TypeError, IndexError):
+            if broken is not None:
+                broken.append(path)
+    return out
 
 
 class RecordedItem(pytest.Item):

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_fastcollect import _core
+from pytest_fastcollect import _core, records
 from pytest_fastcollect.parity.referee import format_report, referee, without_selection
-from pytest_fastcollect.records import FileRecord, ItemRecord, RecordStore, json_scalar_kwargs
+from pytest_fastcollect.records import SCHEMA, FileRecord, ItemRecord, RecordStore, json_scalar_kwargs, store_path
 from pytest_fastcollect.selection import decide, expressions, selectable
 from pytest_fastcollect.validity import changed, fingerprint
 
@@ -95,6 +95,43 @@ def test_decide_keeps_excluded_files_and_empty_records_are_skipped() -> None:
     assert set(decide(valid, _compile("test_one"), None)) == {empty.path}
 
 
+def _stored(record: FileRecord, digest: str) -> FileRecord:
+    """`record` as the store hands it out: JSON text decoded on first use, with a digest."""
+    stored = FileRecord(record.path, text=record.encode())
+    stored.digest = digest
+    return stored
+
+
+def test_decide_reuses_a_decision_only_for_the_same_record_digest() -> None:
+    keyword = _compile("test_one")  # RECORD holds test_one: selectable
+    # a stored decision for this digest is taken as it is (here a made-up "nothing selectable"): no evaluation
+    learnt: list = []
+    skip = decide({RECORD.path: _stored(RECORD, "d1")}, keyword, None, known={RECORD.path: ("d1", False)},
+                  learnt=learnt)
+    assert list(skip) == [RECORD.path] and learnt == []
+    # the record changed since (another digest): evaluated again, and what was learnt is handed back
+    skip = decide({RECORD.path: _stored(RECORD, "d2")}, keyword, None, known={RECORD.path: ("d1", False)},
+                  learnt=learnt)
+    assert skip == {} and learnt == [(RECORD.path, "d2", True)]
+    learnt.clear()
+    skip = decide({RECORD.path: _stored(RECORD, "d2")}, _compile("nothing"), None, learnt=learnt)
+    assert list(skip) == [RECORD.path] and learnt == [(RECORD.path, "d2", False)]
+    assert [i.nodeid for i in skip[RECORD.path].items] == [i.nodeid for i in RECORD.items]
+
+
+def test_decide_imports_a_record_that_does_not_decode() -> None:
+    bad = FileRecord("/p/test_bad.py", text='{"names": ["x"], "items": [["only two", []]]}')
+    bad.digest = "d"
+    worse = FileRecord("/p/test_worse.py", text="not json")
+    worse.digest = "e"
+    broken: list = []
+    learnt: list = []
+    # even a stored "nothing selectable" decision does not skip a file whose record cannot list its node IDs
+    skip = decide({bad.path: bad, worse.path: worse}, _compile("nothing"), None, known={bad.path: ("d", False)},
+                  learnt=learnt, broken=broken)
+    assert skip == {} and sorted(broken) == [bad.path, worse.path] and learnt == []
+
+
 def test_expressions_report_what_does_not_compile() -> None:
     class Options:
         keyword = "  test_a"
@@ -115,9 +152,9 @@ def test_store_round_trip_and_key_separation(tmp_path: Path) -> None:
     assert store.warning == ""
     manifest = {"files": {"/p/m.py": [1, 2, 3, 4, 5, 6]}}
     assert store.save("key1", "m1", manifest, [(RECORD, [1, 2, 3, 4, 5, 6])])
-    records, manifests = store.load("key1")
-    assert list(records) == [RECORD.path] and manifests == {"m1": manifest}
-    got = records[RECORD.path]
+    loaded, manifests = store.load("key1")
+    assert list(loaded) == [RECORD.path] and manifests == {"m1": manifest}
+    got = loaded[RECORD.path]
     assert [i.nodeid for i in got.items] == [i.nodeid for i in RECORD.items]
     assert [tuple(m) for m in got.items[1].marks] == [("slow", {}), ("owner", {"name": "bob", "n": 1})]
     assert got.fp == [1, 2, 3, 4, 5, 6] and got.manifest == "m1"
@@ -130,6 +167,45 @@ def test_store_round_trip_and_key_separation(tmp_path: Path) -> None:
     assert [r[0] for r in db.execute("SELECT id FROM manifests")] == []
 
 
+def test_store_keeps_digests_and_decisions_per_query(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = RecordStore(str(tmp_path / "r.sqlite"), read_only=False)
+    assert store.save("key1", "m1", {"files": {}}, [(RECORD, [1, 2, 3, 4, 5, 6])])
+    got = store.load("key1")[0][RECORD.path]
+    assert len(got.digest) == 32 and got.ids_digest == records.nodeids_digest(i.nodeid for i in RECORD.items)
+    assert got.ids_digest != records.nodeids_digest(i.nodeid for i in RECORD.items[::-1])
+    assert store.decisions("q1") == {}
+    assert store.save_decisions("q1", [(RECORD.path, got.digest, False)])
+    assert store.decisions("q1") == {RECORD.path: (got.digest, False)} and store.decisions("q2") == {}
+    # the same items give the same digest; other items another one
+    other = FileRecord(RECORD.path, RECORD.names, RECORD.items[:1])
+    assert store.save("key1", "m1", {"files": {}}, [(other, [1, 2, 3, 4, 5, 6])])
+    assert store.load("key1")[0][RECORD.path].digest != got.digest
+    # only the newest DECISION_QUERIES queries are kept
+    monkeypatch.setattr(records, "DECISION_QUERIES", 3)
+    for n in range(2, 6):
+        assert store.save_decisions(f"q{n}", [(RECORD.path, "d", True)])
+    assert store.decisions("q1") == {} and store.decisions("q2") == {}
+    assert store.decisions("q5") == {RECORD.path: ("d", True)}
+    # a forgotten file loses its decisions too
+    assert store.save("key1", "m1", {"files": {}}, [], forget=[RECORD.path])
+    assert store.decisions("q5") == {}
+    store.close()
+    ro = RecordStore(str(tmp_path / "r.sqlite"), read_only=True)
+    assert not ro.save_decisions("q9", [(RECORD.path, "d", True)]) and ro.decisions("q9") == {}
+    ro.close()
+
+
+def test_a_new_store_deletes_the_records_of_earlier_schemas(tmp_path: Path) -> None:
+    cache = tmp_path / "cache.sqlite"
+    old = [tmp_path / f"records-v1.sqlite{suffix}" for suffix in ("", "-wal", "-shm")]
+    for path in old:
+        path.write_bytes(b"old")
+    store = RecordStore(store_path(str(cache)), read_only=False)
+    assert store.warning == "" and not any(p.exists() for p in old)
+    store.close()
+    assert os.path.basename(store_path(str(cache))) == f"records-v{SCHEMA}.sqlite"
+
+
 @pytest.mark.parametrize("damage", ["garbage", "empty-tables", "newer-schema"])
 def test_damaged_store_is_rebuilt_read_write_and_ignored_read_only(tmp_path: Path, damage: str) -> None:
     path = tmp_path / "r.sqlite"
@@ -137,7 +213,7 @@ def test_damaged_store_is_rebuilt_read_write_and_ignored_read_only(tmp_path: Pat
         path.write_bytes(b"this is not a database" * 100)
     elif damage == "empty-tables":
         db = sqlite3.connect(path)
-        db.execute("PRAGMA user_version=1")
+        db.execute(f"PRAGMA user_version={SCHEMA}")
         db.commit()
         db.close()
     else:
@@ -335,6 +411,32 @@ def test_a_conftest_that_drops_items_keeps_its_files_imported(pytester: pytest.P
     assert "1 test files left unimported" in _header(proc)  # test_b only: test_a.py lost an item silently
     cmp = referee(root, [*BASE, "-k", "test_a"], run=True, timeout=120)
     assert cmp.ok, format_report(cmp)
+
+
+def test_decisions_are_stored_per_expression_and_a_damaged_record_is_rebuilt(pytester: pytest.Pytester) -> None:
+    """A -k run stores its per-file decisions; the next run with the same -k reuses them. A record whose items
+    no longer decode (here: its data replaced, digest kept, so the stored decision still points at it) is
+    never trusted to leave its file unimported: that run imports it and records it again."""
+    from pytest_fastcollect.cache import user_cache_dir
+
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_a="def test_a(): pass\n", test_b="def test_b(): pass\n")
+    root = pytester.path
+    assert _pytest(root, "--collect-only", "-q").returncode == 0
+    first = _pytest(root, "-k", "test_a")
+    assert "1 test files left unimported" in _header(first) and "1 passed, 1 deselected" in first.stdout
+    db = sqlite3.connect(store_path(str(user_cache_dir(root) / "discovery.sqlite")))
+    decided = db.execute("SELECT path, selectable FROM decisions").fetchall()
+    assert sorted((os.path.basename(p), s) for p, s in decided) == [("test_a.py", 1), ("test_b.py", 0)]
+    with db:
+        db.execute("UPDATE files SET data = 'not json' WHERE path LIKE '%test_b.py'")
+    second = _pytest(root, "-k", "test_a")
+    assert "0 test files left unimported" in _header(second) and "1 passed, 1 deselected" in second.stdout
+    data = db.execute("SELECT data FROM files WHERE path LIKE '%test_b.py'").fetchone()[0]
+    assert FileRecord.decode("test_b.py", data).items[0].nodeid == "test_b.py::test_b"
+    db.close()
+    third = _pytest(root, "-k", "test_a")
+    assert "1 test files left unimported" in _header(third) and "1 passed, 1 deselected" in third.stdout
 
 
 def test_a_foreign_itemcollected_hook_sees_real_items(pytester: pytest.Pytester) -> None:
