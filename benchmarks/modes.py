@@ -5,10 +5,8 @@ interpreter, extra arguments and environment:
 
   plain          `-p no:fastcollect` in the suite's venv (the baseline of every ratio)
   cold-cache     the plugin in-process with `--fastcollect-cache-clear` on every run (discovery cache and -k/-m
-                 records deleted first: what a first run, or a run after `git clean`, costs). The files are
-                 the ones the other modes use: in rows whose runs record nothing (`-n`: xdist runs write no
-                 records), warm-cache and daemon then run without records, i.e. without leaving files
-                 unimported (those rows measure xdist's collection itself)
+                 records deleted first: what a first run, or a run after `git clean`, costs), in a cache of
+                 its own (`-o cache_dir=TMP`, XDG_CACHE_HOME=TMP): the other modes keep theirs
   warm-cache     the plugin in-process (`--no-fastcollect-auto-daemon`), cache and records filled by the
                  unmeasured runs
   daemon         `--fastcollect-auto-daemon` against a daemon started for the row with `--daemon-start` and the
@@ -49,7 +47,7 @@ COMPETITORS = {
 MODES = [*PLUGIN_MODES, *COMPETITORS]
 DESCRIPTIONS = {
     "plain": "pytest -p no:fastcollect",
-    "cold-cache": "plugin in-process, cache and records deleted before each run (--fastcollect-cache-clear)",
+    "cold-cache": "plugin in-process, its own cache and records deleted before each run (--fastcollect-cache-clear)",
     "warm-cache": "plugin in-process, cache and records kept (--no-fastcollect-auto-daemon)",
     "daemon": "plugin, run served by a warm daemon (--fastcollect-auto-daemon)",
     "rust-0.5.2": "pytest-fastcollect 0.5.2 (the earlier Rust plugin, PyPI), own venv",
@@ -114,7 +112,11 @@ def invocation(mode: str, suite_python: str, competitor: Optional[str], cwd: str
     if mode == "plain":
         yield Invocation(suite_python, ["-p", "no:fastcollect"])
     elif mode == "cold-cache":
-        yield Invocation(suite_python, ["--no-fastcollect-auto-daemon", "--fastcollect-cache-clear"])
+        # a cache of its own (pytest's cache_dir, and the user cache dir when the suite runs without
+        # cacheprovider): clearing it must not take the other modes' cache and records with it
+        with tempfile.TemporaryDirectory(prefix="fcbench-cold") as own:
+            yield Invocation(suite_python, ["--no-fastcollect-auto-daemon", "--fastcollect-cache-clear",
+                                            "-o", f"cache_dir={own}/pytest"], {"XDG_CACHE_HOME": f"{own}/xdg"})
     elif mode == "warm-cache":
         yield Invocation(suite_python, ["--no-fastcollect-auto-daemon"])
     elif mode == "daemon":

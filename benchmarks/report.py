@@ -99,9 +99,12 @@ def markdown(rows: list[Any], meta: dict[str, Any], image_dir: str = "") -> str:
     lines += [f"- **{mode}**: {modes.DESCRIPTIONS[mode]}" for mode in mode_list]
     lines += ["", "Ratio = plain median / mode median (above 1.00x: faster than plain pytest). **NC** = not "
               "comparable: the mode's counts differ from plain's (it lost, added or failed tests) or a daemon run "
-              "was not served; see the note in the second table. cold-cache deletes the cache and records the "
-              "other modes share: in `n2` rows (xdist runs record nothing) no mode leaves files unimported, so "
-              "those rows compare xdist's collection itself (cold workers against warm ones for daemon).", ""]
+              "was not served; see the note in the second table. " + (
+                  "cold-cache runs in a cache of its own; warm-cache and daemon find the records their unmeasured "
+                  "runs wrote (in `n2` rows: recorded by xdist's gw0)." if meta.get("cold_cache_own") else
+                  "cold-cache deletes the cache and records the other modes share: in `n2` rows (xdist runs "
+                  "recorded nothing then) no mode leaves files unimported, so those rows compare xdist's "
+                  "collection itself (cold workers against warm ones for daemon)."), ""]
     others = [mode for mode in mode_list if mode != "plain"]
     lines += ["| suite | scenario | pyc | plain counts | plain s | " + " | ".join(others) + " |",
               "|---|---|---|---|---|" + "---|" * len(others)]

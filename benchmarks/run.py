@@ -567,7 +567,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     now = dt.datetime.now()
     command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
     meta: dict[str, object] = {"date": now.strftime("%Y-%m-%d %H:%M"), "machine": report.machine(),
-                               "pairs": ns.pairs, "command": command.strip(), "versions": {},
+                               "pairs": ns.pairs, "command": command.strip(), "versions": {}, "cold_cache_own": True,
                                "modes": [m for m in modes.MODES if any(m in w[3] for w in ns.work)]}
     rows: list[Row] = []
     for name, scenarios, states, wanted in ns.work:

@@ -20,8 +20,11 @@ from .records import CROSS_IMPORT, FileRecord, RecordStore, nodeids_digest, stor
 from .recording import Recorder, warnings_seen
 from .selection import RecordedItem, Selection, SkippedModule, decide, expressions, query_key
 from .state import State
+from .xdist import xdist_controller
 
 RECORDS = pytest.StashKey["RecordsRun"]()
+#: shape of the records an xdist worker sends back (RecordsRun.worker_output)
+WORKER_RECORDS_VERSION = 1
 
 
 def _why_off(config: pytest.Config) -> str:
@@ -65,6 +68,9 @@ class RecordsRun:
         #: this run's -k/-m decisions not stored yet (written with the records, after collection)
         self.query = ""
         self.learnt: list[tuple[str, str, bool]] = []
+        #: xdist worker asked to record (gw0): path -> ids_digest of the controller's valid records
+        self.worker_record: dict[str, str] | None = None
+        self._items: list[pytest.Item] | None = None
 
     # -- before collection -------------------------------------------------------------------------------
     def needs_decision(self) -> bool:
@@ -102,7 +108,8 @@ class RecordsRun:
         keyword, mark, error = expressions(config.option)
         strict = bool(getattr(config.option, "fastcollect_strict", None) or config.getini("fastcollect_strict"))
         if self.worker:
-            self.recorder = None
+            if self.worker_record is None:
+                self.recorder = None
             self._prepare_worker(keyword, mark, error, strict)
             return
         report = state.report
@@ -112,6 +119,11 @@ class RecordsRun:
         from .validity import check, run_key
 
         self.key = run_key(config, report.conftests)
+        if xdist_controller(config):
+            # what xdist workers collect is recorded apart from what a run without xdist collects: a module
+            # may collect differently in a worker (PYTEST_XDIST_WORKER, worker_id), and the controller's
+            # decision must hold for exactly what the workers will collect
+            self.key += ":xdist"
         records, self.manifests = self.store.load(self.key)
         self.recorded_paths = set(records)
         modules = {m.path: m for m in report.modules}
@@ -207,11 +219,57 @@ class RecordsRun:
             self.config.hook.pytest_deselected(items=placeholders)
 
     # -- after collection --------------------------------------------------------------------------------
+    def _plan(self, items: list[pytest.Item], valid_ids: dict[str, str], skip: set[str]
+              ) -> tuple[list[str], list[FileRecord], list[str]]:
+        """(mismatches, records to write, paths to forget) of this process's collection. `valid_ids`: path ->
+        ids_digest of every file with a valid record; `skip`: the files left unimported.
+
+        A file imported in this run whose node IDs differ from its valid record: either the validity check
+        missed a change, or importing a file this run left unimported changes what this one collects
+        (import-time side effects across test modules). It is recorded again (see _store)."""
+        recorder = self.recorder
+        assert recorder is not None
+        imported = {p for p in valid_ids if p not in skip}
+        mismatches: list[str] = []
+        if imported:
+            collected = recorder.nodeids(imported)
+            mismatches = sorted(p for p in imported if nodeids_digest(collected[p]) != valid_ids[p])
+        trusted = set(valid_ids) - set(mismatches)
+        rows, forget = recorder.finish(items, skip=trusted | skip)
+        return mismatches, rows, forget
+
+    def _store(self, mismatches: list[str], rows: list[FileRecord], forget: list[str],
+               manifest: tuple[str, dict[str, Any]] | None, fps: dict[str, list[int]]) -> None:
+        """Write what a collection found (this process's, or an xdist worker's): if files were left unimported
+        and an imported file collected other node IDs than recorded, every record of this key goes and the
+        key is flagged CROSS_IMPORT (the next runs import everything), and the summary says so."""
+        store = self.store
+        assert store is not None
+        self.mismatches = mismatches
+        forget_all: list[str] = []
+        if mismatches and self.selection.skip:
+            forget_all = sorted(set(self.valid) | set(self.selection.skip))
+            store.set_flag(self.key, CROSS_IMPORT)
+        rows = [r for r in rows if r.path not in forget_all and r.path in fps]
+        # only records that exist need deleting (a file that is never recordable costs nothing per run)
+        forget = sorted((set(forget) & self.recorded_paths) | set(forget_all))
+        if not rows and not forget:
+            return
+        manifest_id, manifest_doc = manifest if manifest is not None else ("", {"files": {}})
+        store.save(self.key, manifest_id, manifest_doc, [(r, fps[r.path]) for r in rows], forget)
+        if store.warning:
+            self.warning = store.warning
+
     def record(self, items: list[pytest.Item]) -> None:
-        """Write the records of the files this run imported and has no valid record for. Never raises."""
+        """Write the records of the files this run imported and has no valid record for (an xdist worker asked
+        to record keeps its items for worker_output() instead). Never raises."""
         self.prepare()
         recorder, store = self.recorder, self.store
-        if recorder is None or store is None or store.read_only or self.worker:
+        if self.worker:
+            if recorder is not None and self.worker_record is not None:
+                self._items = items
+            return
+        if recorder is None or store is None or store.read_only:
             return
         from .validity import fingerprint
 
@@ -219,33 +277,73 @@ class RecordsRun:
             if self.learnt:
                 store.save_decisions(self.query, self.learnt)
                 self.learnt = []
-            # A file imported in this run whose collection differs from its (valid) record: either the
-            # validity check missed a change, or importing a file this run left unimported changes what
-            # this one collects (import-time side effects across test modules). Re-record it; if files
-            # were left unimported, drop every record (the next runs import everything) and say so.
-            imported = {p for p in self.valid if p not in self.selection.skip}
-            if imported:
-                collected = recorder.nodeids(imported)
-                self.mismatches = sorted(
-                    p for p in imported if nodeids_digest(collected[p]) != self.valid[p].ids_digest
-                )
-            trusted = set(self.valid) - set(self.mismatches)
-            forget_all: list[str] = []
-            if self.mismatches and self.selection.skip:
-                forget_all = sorted(set(self.valid) | set(self.selection.skip))
-                trusted = set()
-                store.set_flag(self.key, CROSS_IMPORT)
-            rows, forget = recorder.finish(items, skip=trusted | set(self.selection.skip))
-            rows = [r for r in rows if r.path not in forget_all]
-            # only records that exist need deleting (a file that is never recordable costs nothing per run)
-            forget = sorted((set(forget) & self.recorded_paths) | set(forget_all))
-            if not rows and not forget:
-                return
-            manifest_id, manifest = self._manifest(set(recorder.files))
+            valid_ids = {p: r.ids_digest for p, r in self.valid.items()}
+            mismatches, rows, forget = self._plan(items, valid_ids, set(self.selection.skip))
+            manifest = self._manifest(set(recorder.files)) if rows else None
+            self._store(mismatches, rows, forget, manifest, fingerprint([r.path for r in rows]))
+        except Exception as exc:  # noqa: BLE001
+            self.warning = f"records not written: {one_line(exc)}"
+
+    # -- xdist: gw0 records, the controller writes ----------------------------------------------------------
+    def recording_for_workers(self) -> dict[str, str] | None:
+        """Controller side: path -> ids_digest of every valid record, for the worker asked to record (gw0);
+        None when this run writes no records."""
+        self.prepare()
+        if self.worker or self.store is None or self.store.read_only or self.selection.why_not.startswith(
+            ("plugin", "records", "no discovery")
+        ) or _why_off(self.config):
+            return None
+        return {p: r.ids_digest for p, r in self.valid.items()}
+
+    def record_for_controller(self, valid_ids: dict[str, str] | None) -> None:
+        """Worker side, before collection: record this worker's collection for the controller (`valid_ids`:
+        path -> ids_digest of the controller's valid records; None: not asked to record)."""
+        self.worker_record = valid_ids
+        self.recorder = Recorder() if valid_ids is not None else None
+
+    def worker_output(self) -> dict[str, Any] | None:
+        """Worker side, at the end of its session: what its collection found, for the controller to write
+        (sent back in `workeroutput`); None when it was not asked to record or could not. Never raises."""
+        if not self.worker or self.recorder is None or self.worker_record is None or self._items is None:
+            return None
+        from .validity import fingerprint
+
+        try:
+            mismatches, rows, forget = self._plan(self._items, self.worker_record, set(self.selection.skip))
             fps = fingerprint([r.path for r in rows])
-            store.save(self.key, manifest_id, manifest, [(r, fps[r.path]) for r in rows if r.path in fps], forget)
-            if store.warning:
-                self.warning = store.warning
+            manifest = self._manifest(set(self.recorder.files)) if rows else None
+            return {
+                "version": WORKER_RECORDS_VERSION,
+                "mismatches": mismatches,
+                "rows": [[r.path, r.encode(), fps[r.path], nodeids_digest(i.nodeid for i in r.items)]
+                         for r in rows if r.path in fps],
+                "forget": forget,
+                "manifest": list(manifest) if manifest is not None else None,
+            }
+        except Exception:  # noqa: BLE001 - nothing recorded: the next run imports and records
+            return None
+
+    def worker_records(self, payload: Any) -> None:
+        """Controller side: write what the recording worker sent (worker_output()); a payload of another shape
+        is ignored. Never raises."""
+        if self.worker or self.store is None or self.store.read_only or not isinstance(payload, str):
+            return
+        try:
+            payload = json.loads(payload)
+            if not isinstance(payload, dict) or payload.get("version") != WORKER_RECORDS_VERSION:
+                return
+            rows: list[FileRecord] = []
+            fps: dict[str, list[int]] = {}
+            for path, text, fp, ids_digest in payload["rows"]:
+                record = FileRecord(str(path), text=str(text))
+                record.ids_digest = str(ids_digest)
+                rows.append(record)
+                fps[record.path] = [int(x) for x in fp]
+            manifest = payload.get("manifest")
+            manifest_pair = (str(manifest[0]), dict(manifest[1])) if manifest else None
+            mismatches = sorted(str(p) for p in payload["mismatches"] if str(p) in self.valid)
+            forget = [str(p) for p in payload["forget"]]
+            self._store(mismatches, rows, forget, manifest_pair, fps)
         except Exception as exc:  # noqa: BLE001
             self.warning = f"records not written: {one_line(exc)}"
 

@@ -7,6 +7,8 @@ the header; it changes nothing in what pytest imports or collects.
 
 from __future__ import annotations
 
+import json
+
 from typing import Any, Generator
 
 import pytest
@@ -106,6 +108,7 @@ def pytest_configure(config: pytest.Config) -> None:
         run = RecordsRun(config, state, worker=worker)
         if worker:
             run.handoff = xdist.worker_selection(config)
+            run.record_for_controller(xdist.worker_recording(config))
         config.stash[RECORDS] = run
 
 
@@ -120,6 +123,22 @@ def pytest_xdist_setupnodes(config: pytest.Config, specs: list[Any]) -> None:
 def pytest_configure_node(node: Any) -> None:
     # pytest-xdist, controller: before a worker starts, the cache is written and handed over (xdist.py)
     xdist.configure_node(node.config, node)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    # pytest-xdist, controller: the recording worker's collection comes back in its workeroutput (xdist.py)
+    xdist.node_down(node.config, node)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # pytest-xdist, worker: hand what this worker collected to the controller (before xdist sends workeroutput)
+    run = session.config.stash.get(RECORDS, None)
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if run is not None and isinstance(workeroutput, dict):
+        payload = run.worker_output()
+        if payload is not None:  # one str: execnet's serializer takes no int beyond 32 bits (mtime_ns)
+            workeroutput[xdist.RECORDS_OUTPUT_KEY] = json.dumps(payload, separators=(",", ":"))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

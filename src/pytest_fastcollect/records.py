@@ -8,8 +8,9 @@ could change it has changed.
 
 Storage: `records-v<SCHEMA>.sqlite` in the discovery cache's folder (cache.CacheLocation), through Python's
 sqlite3, WAL mode, a busy timeout. Tables:
-- `files(path PRIMARY KEY, run_key, manifest, fp, digest, ids_digest, data)`: `run_key` is validity.run_key()
-  of the run that wrote it; `manifest` the id of the project-module manifest it depends on; `fp` the file's
+- `files(run_key, path, manifest, fp, digest, ids_digest, data)`, primary key (run_key, path): `run_key` is
+  validity.run_key() of the run that wrote it (an xdist run's key differs from the same run's without
+  xdist: flow.py); `manifest` the id of the project-module manifest it depends on; `fp` the file's
   fingerprint (JSON [mtime_ns, ctime_ns, size, inode, xxh3, recorded_at_ns]); `data` the items (JSON, see
   FileRecord), `digest` a BLAKE2b-128 hex digest of `data` and `ids_digest` one of its node IDs in order
   (nodeids_digest()): a run compares digests and decodes `data` only for what it needs (a file it leaves
@@ -19,6 +20,8 @@ sqlite3, WAL mode, a busy timeout. Tables:
   The newest DECISION_QUERIES queries are kept.
 - `manifests(id PRIMARY KEY, data)`: JSON {"files": {path: [mtime_ns, ctime_ns, size, inode, xxh3,
   recorded_at_ns]}}.
+- `keys(run_key PRIMARY KEY, written_ns)`: when each run key last wrote; the rows of all but the newest
+  MAX_KEYS keys are deleted (switching between a few option sets keeps each one's records).
 - `flags(run_key, name)`: facts learnt about a run key, e.g. CROSS_IMPORT (importing some test modules
   changes what others collect: records must not be used to skip files).
 Never raises to the caller: a corrupt or foreign file is deleted and rebuilt (read-write) or ignored
@@ -31,11 +34,14 @@ import hashlib
 import json
 import os
 import sqlite3
+import time
 from typing import Any, Iterable, NamedTuple
 
 SCHEMA = 2
 #: how many distinct -k/-m queries keep their per-file decisions
 DECISION_QUERIES = 64
+#: how many run keys keep their records
+MAX_KEYS = 8
 #: Flag: importing some test modules changes what other test modules collect (seen once for this run key).
 CROSS_IMPORT = "cross-import"
 _BUSY_MS = 5000
@@ -191,10 +197,11 @@ class RecordStore:
                     remove_store(self.path, older_only=True)
                 with db:
                     db.execute(
-                        "CREATE TABLE IF NOT EXISTS files(path TEXT PRIMARY KEY, run_key TEXT NOT NULL, "
+                        "CREATE TABLE IF NOT EXISTS files(run_key TEXT NOT NULL, path TEXT NOT NULL, "
                         "manifest TEXT NOT NULL, fp TEXT NOT NULL, digest TEXT NOT NULL, "
-                        "ids_digest TEXT NOT NULL, data TEXT NOT NULL)"
+                        "ids_digest TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY(run_key, path))"
                     )
+                    db.execute("CREATE TABLE IF NOT EXISTS keys(run_key TEXT PRIMARY KEY, written_ns INTEGER NOT NULL)")
                     db.execute(
                         "CREATE TABLE IF NOT EXISTS decisions(query TEXT NOT NULL, path TEXT NOT NULL, "
                         "digest TEXT NOT NULL, selectable INTEGER NOT NULL, PRIMARY KEY(query, path))"
@@ -271,6 +278,8 @@ class RecordStore:
         try:
             with self._db:
                 self._db.execute("INSERT OR IGNORE INTO flags(run_key, name) VALUES (?, ?)", (run_key, name))
+                self._db.execute("INSERT OR REPLACE INTO keys(run_key, written_ns) VALUES (?, ?)",
+                                 (run_key, time.time_ns()))
         except sqlite3.Error as exc:
             self.warning = f"records not written ({exc})"
             return False
@@ -305,8 +314,16 @@ class RecordStore:
                         for r, fp, text in encoded
                     ],
                 )
-                self._db.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in forget])
+                self._db.executemany("DELETE FROM files WHERE run_key = ? AND path = ?", [(run_key, p) for p in forget])
                 self._db.executemany("DELETE FROM decisions WHERE path = ?", [(p,) for p in forget])
+                self._db.execute("INSERT OR REPLACE INTO keys(run_key, written_ns) VALUES (?, ?)",
+                                 (run_key, time.time_ns()))
+                self._db.execute(
+                    "DELETE FROM keys WHERE run_key NOT IN "
+                    "(SELECT run_key FROM keys ORDER BY written_ns DESC LIMIT ?)", (MAX_KEYS,)
+                )
+                self._db.execute("DELETE FROM files WHERE run_key NOT IN (SELECT run_key FROM keys)")
+                self._db.execute("DELETE FROM flags WHERE run_key NOT IN (SELECT run_key FROM keys)")
                 self._db.execute("DELETE FROM manifests WHERE id NOT IN (SELECT DISTINCT manifest FROM files)")
         except sqlite3.Error as exc:
             self.warning = f"records not written ({exc})"

@@ -23,11 +23,21 @@ from .state import STATE
 
 #: Key in node.workerinput.
 WORKERINPUT_KEY = "fastcollect"
+#: Key in workeroutput: the records the recording worker collected (flow.RecordsRun.worker_output).
+RECORDS_OUTPUT_KEY = "fastcollect_records"
+#: The worker that records (every worker collects the same items).
+RECORDING_WORKER = "gw0"
 HANDOFF_VERSION = 1
 
 
 def is_worker() -> bool:
     return "PYTEST_XDIST_WORKER" in os.environ
+
+
+def xdist_controller(config: pytest.Config) -> bool:
+    """Whether this process is the controller of an xdist run that will start workers (xdist's DSession is
+    registered: not with `-n 0`, `--collect-only` or `--pdb`, where xdist turns itself off)."""
+    return not is_worker() and config.pluginmanager.getplugin("dsession") is not None
 
 
 def _generation(path: str) -> list[int] | None:
@@ -52,6 +62,7 @@ def configure_node(config: pytest.Config, node: Any) -> None:
                 handoff["generation"] = _generation(location.path)
     except Exception:  # noqa: BLE001 - a worker without a hand-off scans without the cache
         pass
+    run = None
     try:
         from .flow import RECORDS
 
@@ -60,7 +71,42 @@ def configure_node(config: pytest.Config, node: Any) -> None:
             handoff["skip"] = run.handoff_for_workers()
     except Exception:  # noqa: BLE001 - workers then import every file (all of them alike)
         handoff.pop("skip", None)
+    try:
+        # one worker (gw0) records what it collects and sends it back in workeroutput (RECORDS_OUTPUT_KEY):
+        # every worker collects the same items, and only the controller writes
+        if run is not None and node.workerinput.get("workerid") == RECORDING_WORKER:
+            record = run.recording_for_workers()
+            if record is not None:
+                handoff["record"] = record
+    except Exception:  # noqa: BLE001 - nothing is recorded in this run
+        handoff.pop("record", None)
     node.workerinput[WORKERINPUT_KEY] = handoff
+
+
+def node_down(config: pytest.Config, node: Any) -> None:
+    """Controller side of `pytest_testnodedown`: write the records the recording worker sent. Never raises."""
+    try:
+        from .flow import RECORDS
+
+        run = config.stash.get(RECORDS, None)
+        output = getattr(node, "workeroutput", None)
+        if run is not None and isinstance(output, dict) and RECORDS_OUTPUT_KEY in output:
+            run.worker_records(output[RECORDS_OUTPUT_KEY])
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def worker_recording(config: pytest.Config) -> dict[str, str] | None:
+    """Worker side: path -> ids_digest of the controller's valid records when this worker is asked to record,
+    else None."""
+    workerinput = getattr(config, "workerinput", None)
+    handoff = workerinput.get(WORKERINPUT_KEY) if isinstance(workerinput, dict) else None
+    if not isinstance(handoff, dict) or handoff.get("version") != HANDOFF_VERSION:
+        return None
+    record = handoff.get("record")
+    if not isinstance(record, dict):
+        return None
+    return {str(p): str(d) for p, d in record.items()}
 
 
 def warm_workers(config: pytest.Config, specs: list[Any], served: Any) -> int:

@@ -455,11 +455,12 @@ def test_a_foreign_itemcollected_hook_sees_real_items(pytester: pytest.Pytester)
 def test_xdist_workers_apply_the_controllers_decision(corpus_copy) -> None:
     pytest.importorskip("xdist")
     root = corpus_copy("selection")
-    # xdist's controller collects nothing and workers never write: records come from a run without -n (with
-    # the same collection options; -n itself is not one)
+    # xdist's controller collects nothing and workers never write: gw0 sends what it collected back to the
+    # controller, which records it under the run's xdist key (a run without -n has records of its own)
+    # (a --collect-only prime would not do: xdist turns itself off there)
+    assert _pytest(root, "-n", "2", "-p", "no:randomly").returncode == 1  # the corpus holds a failing test
     for args in (["-k", "alpha"], ["-m", "slow"], ["-k", "nothing_matches_this"]):
-        cmp = referee(root, [*BASE, "-n", "2", "-p", "no:randomly", *args], run=True, timeout=180,
-                      prime=[*BASE, "-p", "no:randomly"])
+        cmp = referee(root, [*BASE, "-n", "2", "-p", "no:randomly", *args], run=True, timeout=180)
         assert cmp.ok, format_report(cmp)
         assert cmp.plugin.record["fastcollect"]["skipped_files"] >= 1, format_report(cmp)
 
@@ -477,7 +478,8 @@ def test_unimported_files_are_really_not_imported(pytester: pytest.Pytester, xdi
     for n in range(4):
         pytester.makepyfile(**{f"test_m{n}": body + f"def test_f{n}(): pass\ndef test_g{n}(): pass\n"})
     root = pytester.path
-    assert _pytest(root, "-q", "-p", "no:randomly").returncode == 0
+    # the first run records (with -n: gw0 collects, the controller writes)
+    assert _pytest(root, "-q", "-p", "no:randomly", *xdist_args).returncode == 0
     log.unlink()
     proc = _pytest(root, "-k", "test_f2", "-p", "no:randomly", *xdist_args)
     assert proc.returncode == 0, proc.stdout
@@ -486,6 +488,31 @@ def test_unimported_files_are_really_not_imported(pytester: pytest.Pytester, xdi
     assert set(imported) == {"test_m2"}, imported
     if not xdist_args:
         assert "1 passed, 7 deselected" in proc.stdout
+
+
+def test_xdist_runs_record_apart_from_runs_without_xdist(pytester: pytest.Pytester) -> None:
+    """A project only ever run with `-n` gets records too (gw0 collects, the controller writes them under the
+    run's xdist key); a run without `-n` keeps records of its own, and neither overwrites the other's."""
+    pytest.importorskip("xdist")
+    pytester.makeini("[pytest]\n")
+    for n in range(3):
+        pytester.makepyfile(**{f"test_m{n}": f"def test_f{n}(): pass\n"})
+    root = pytester.path
+    xdist_run = ["-n", "2", "-p", "no:randomly", "-k", "test_f1"]
+    first = _pytest(root, *xdist_run)
+    assert "0 test files left unimported" in _header(first) and "3 not recorded yet" in _header(first)
+    again = _pytest(root, *xdist_run)
+    assert "2 test files left unimported" in _header(again) and "1 passed" in again.stdout, again.stdout
+    local = _pytest(root, "-p", "no:randomly", "-k", "test_f1")
+    assert "3 not recorded yet" in _header(local)
+    assert "2 test files left unimported" in _header(_pytest(root, "-p", "no:randomly", "-k", "test_f1"))
+    assert "2 test files left unimported" in _header(_pytest(root, *xdist_run))
+    # an edit seen by the xdist key too: the edited file is imported and recorded again by gw0
+    (root / "test_m2.py").write_text("def test_f2(): pass\ndef test_f1_too(): pass\n")
+    edited = _pytest(root, *xdist_run)
+    assert "1 test files left unimported" in _header(edited) and "2 passed" in edited.stdout, edited.stdout
+    cmp = referee(root, [*BASE, *xdist_run], run=True, timeout=180)
+    assert cmp.ok, format_report(cmp)
 
 
 def test_fast_keyword_names_equal_pytests_own(pytester: pytest.Pytester) -> None:
