@@ -115,8 +115,10 @@ def invocation(mode: str, suite_python: str, competitor: Optional[str], cwd: str
         # a cache of its own (pytest's cache_dir, and the user cache dir when the suite runs without
         # cacheprovider): clearing it must not take the other modes' cache and records with it
         with tempfile.TemporaryDirectory(prefix="fcbench-cold") as own:
-            yield Invocation(suite_python, ["--no-fastcollect-auto-daemon", "--fastcollect-cache-clear",
-                                            "-o", f"cache_dir={own}/pytest"], {"XDG_CACHE_HOME": f"{own}/xdg"})
+            extra = ["--no-fastcollect-auto-daemon", "--fastcollect-cache-clear"]
+            if "no:cacheprovider" not in row_args:  # else `cache_dir` is an unknown ini key (a warning)
+                extra += ["-o", f"cache_dir={own}/pytest"]
+            yield Invocation(suite_python, extra, {"XDG_CACHE_HOME": f"{own}/xdg"})
     elif mode == "warm-cache":
         yield Invocation(suite_python, ["--no-fastcollect-auto-daemon"])
     elif mode == "daemon":

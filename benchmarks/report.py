@@ -102,7 +102,8 @@ def markdown(rows: list[Any], meta: dict[str, Any], image_dir: str = "") -> str:
               "was not served; see the note in the second table. " + (
                   "cold-cache runs in a cache of its own; warm-cache and daemon find the records their unmeasured "
                   "runs wrote (in `n2` rows: recorded by xdist's gw0)." if meta.get("cold_cache_own") else
-                  "cold-cache deletes the cache and records the other modes share: in `n2` rows (xdist runs "
+                  "The merged runs differ in whether cold-cache had a cache of its own." if "cold_cache_own" in meta
+                  else "cold-cache deletes the cache and records the other modes share: in `n2` rows (xdist runs "
                   "recorded nothing then) no mode leaves files unimported, so those rows compare xdist's "
                   "collection itself (cold workers against warm ones for daemon)."), ""]
     others = [mode for mode in mode_list if mode != "plain"]

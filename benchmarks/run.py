@@ -495,7 +495,7 @@ def judge(row: Row) -> None:
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     """Command-line options."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suites", default=",".join([*GEN_SUITES, *suites.SUITES]))
+    ap.add_argument("--suites", default="", help="comma-separated (default: all); with --plan: only these of the plan")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--modes", default=",".join(modes.MODES), help="plain is always measured (first)")
     ap.add_argument("--pairs", type=int, default=5, help="rounds of one run per mode (at least 5 for published figures)")
@@ -505,9 +505,13 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--from-json", type=Path, help="measure nothing: render the report (and with --docs the docs "
                     "page and charts) again from a results file this script wrote")
     ap.add_argument("--plan", choices=sorted(PLANS), help="a fixed plan (suites, scenarios, pyc states, modes per "
-                    "suite) instead of --suites/--scenarios/--pyc/--modes")
+                    "suite) instead of --scenarios/--pyc/--modes")
+    ap.add_argument("--merge", type=Path, action="append", default=[], help="with --from-json: rows of this results "
+                    "file replace the rows of the same suite, scenario and pyc state (repeatable); the merged "
+                    "results are written beside the last one as STEM-merged.json")
     ns = ap.parse_args(argv)
-    ns.suites = [s for s in ns.suites.split(",") if s]
+    explicit_suites = bool(ns.suites)
+    ns.suites = [s for s in ns.suites.split(",") if s] or [*GEN_SUITES, *suites.SUITES]
     ns.scenarios = [s for s in ns.scenarios.split(",") if s]
     ns.modes = ["plain", *[m for m in ns.modes.split(",") if m and m != "plain"]]
     for s in ns.suites:
@@ -522,7 +526,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     states = {"warm": [False], "cold": [True], "both": [False, True]}
     if ns.plan:
         ns.work = [(suite, list(scen), states[pyc], list(mode_list or modes.MODES))
-                   for suite, scen, pyc, mode_list in PLANS[ns.plan]]
+                   for suite, scen, pyc, mode_list in PLANS[ns.plan] if not explicit_suites or suite in ns.suites]
     else:
         ns.work = [(suite, ns.scenarios, states[ns.pyc], ns.modes) for suite in ns.suites]
     return ns
@@ -538,13 +542,37 @@ def load_results(path: Path) -> tuple[list[Row], dict[str, object]]:
     return rows, data
 
 
+def merge_results(rows: list[Row], meta: dict[str, object], new_rows: list[Row], new_meta: dict[str, object]
+                  ) -> tuple[list[Row], dict[str, object]]:
+    """`rows` with every row of the same (suite, scenario, pyc) as one of `new_rows` replaced by it (in place;
+    new ones appended); `meta` says which rows were measured again, when and by which command."""
+    key = lambda r: (r.suite, r.scenario, r.pyc)  # noqa: E731
+    fresh = {key(r): r for r in new_rows}
+    merged = [fresh.pop(key(r), r) for r in rows] + list(fresh.values())
+    out = dict(meta)
+    suites_again = sorted({r.suite for r in new_rows})
+    out["command"] = (f"{meta['command']}`, then {', '.join(suites_again)} measured again on {new_meta['date']} "
+                      f"by `{new_meta['command']}")
+    out["versions"] = {**dict(meta["versions"]), **dict(new_meta["versions"])}  # type: ignore[arg-type]
+    out["modes"] = [m for m in modes.MODES if m in meta["modes"] or m in new_meta["modes"]]  # type: ignore[operator]
+    if new_meta.get("cold_cache_own") != meta.get("cold_cache_own"):
+        out["cold_cache_own"] = None
+    return merged, out
+
+
 def render(ns: argparse.Namespace) -> int:
     """--from-json: the Markdown report, charts and (--docs) docs page of an earlier measurement."""
     rows, meta = load_results(ns.from_json)
-    stem = ns.from_json.stem
-    meta["charts"] = report.charts(rows, ns.from_json.parent, stem)
+    target = ns.from_json
+    for other in ns.merge:
+        rows, meta = merge_results(rows, meta, *load_results(other))
+        target = other.with_name(f"{other.stem}-merged.json")
+    if ns.merge:
+        target.write_text(json.dumps({**meta, "rows": [asdict(r) for r in rows]}, indent=1))
+    stem = target.stem
+    meta["charts"] = report.charts(rows, target.parent, stem)
     text = report.markdown(rows, meta)
-    ns.from_json.with_suffix(".md").write_text(text)
+    target.with_suffix(".md").write_text(text)
     print(text)
     if ns.docs:
         print("docs:", ", ".join(report.write_docs(rows, meta, HERE.parent / "docs")))

@@ -274,9 +274,6 @@ class RecordsRun:
         from .validity import fingerprint
 
         try:
-            if self.learnt:
-                store.save_decisions(self.query, self.learnt)
-                self.learnt = []
             valid_ids = {p: r.ids_digest for p, r in self.valid.items()}
             mismatches, rows, forget = self._plan(items, valid_ids, set(self.selection.skip))
             manifest = self._manifest(set(recorder.files)) if rows else None
@@ -289,9 +286,8 @@ class RecordsRun:
         """Controller side: path -> ids_digest of every valid record, for the worker asked to record (gw0);
         None when this run writes no records."""
         self.prepare()
-        if self.worker or self.store is None or self.store.read_only or self.selection.why_not.startswith(
-            ("plugin", "records", "no discovery")
-        ) or _why_off(self.config):
+        # prepare() drops the recorder of a run that cannot record (see _prepare and _why_off)
+        if self.worker or self.recorder is None or self.store is None or self.store.read_only:
             return None
         return {p: r.ids_digest for p, r in self.valid.items()}
 
@@ -372,6 +368,11 @@ class RecordsRun:
         return []
 
     def close(self) -> None:
+        """End of the session: store this run's new -k/-m decisions (also on an xdist controller, which
+        collects nothing), then close the database. Never raises."""
+        if self.store is not None and self.learnt:
+            self.store.save_decisions(self.query, self.learnt)
+            self.learnt = []
         if self.store is not None:
             self.store.close()
             self.store = None

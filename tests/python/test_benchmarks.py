@@ -155,3 +155,21 @@ def test_results_file_round_trips(tmp_path: Path) -> None:
     path.write_text(json.dumps({**_meta(["plain", "daemon"]), "rows": [asdict(row)]}))
     rows, meta = run.load_results(path)
     assert rows == [row] and meta["modes"] == ["plain", "daemon"]
+
+
+def test_merge_replaces_the_rows_measured_again_and_says_so() -> None:
+    old_k, old_m = _row(plain=[A]), run.Row("suite", "m", "warm")
+    old_m.sides["plain"] = run.Side("plain", seconds=[9.0], counts=[A])
+    new_k = _row(plain=[B])
+    new_meta = {**_meta(["plain", "daemon"]), "date": "2026-12-01 16:00", "command": "python benchmarks/run.py --suites suite",
+                "cold_cache_own": True}
+    rows, meta = run.merge_results([old_k, old_m], _meta(["plain"]), [new_k], new_meta)
+    assert rows == [new_k, old_m]  # same place in the table; the row not measured again stays
+    assert "measured again on 2026-12-01 16:00" in meta["command"] and meta["modes"] == ["plain", "daemon"]
+    assert meta["cold_cache_own"] is None  # the two runs' cold-cache modes differ: the report says neither
+
+
+def test_plan_limited_to_some_suites() -> None:
+    ns = run.parse_args(["--plan", "docs", "--suites", "click,sympy"])
+    assert [w[0] for w in ns.work] == ["click", "sympy"]
+    assert len(run.parse_args(["--plan", "docs"]).work) == len(run.PLANS["docs"])

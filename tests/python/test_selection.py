@@ -503,6 +503,14 @@ def test_xdist_runs_record_apart_from_runs_without_xdist(pytester: pytest.Pytest
     assert "0 test files left unimported" in _header(first) and "3 not recorded yet" in _header(first)
     again = _pytest(root, *xdist_run)
     assert "2 test files left unimported" in _header(again) and "1 passed" in again.stdout, again.stdout
+    # the controller stored its decisions for this -k (it collects nothing itself: written at the end)
+    from pytest_fastcollect.cache import user_cache_dir
+
+    db = sqlite3.connect(store_path(str(user_cache_dir(root) / "discovery.sqlite")))
+    try:
+        assert db.execute("SELECT count(*) FROM decisions").fetchone()[0] == 3
+    finally:
+        db.close()
     local = _pytest(root, "-p", "no:randomly", "-k", "test_f1")
     assert "3 not recorded yet" in _header(local)
     assert "2 test files left unimported" in _header(_pytest(root, "-p", "no:randomly", "-k", "test_f1"))
