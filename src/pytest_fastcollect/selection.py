@@ -49,15 +49,6 @@ class Selection:
         return sum(len(r.items) for r in self.skip.values())
 
 
-def _keyword_matcher(names: list[str]) -> Callable[[str, dict[str, Any]], bool | None]:
-    def match(ident: str, kwargs: dict[str, Any]) -> bool | None:
-        if kwargs:  # pytest raises a UsageError for this: never decide it here
-            return None
-        return _core.keyword_matches(ident, names)
-
-    return match
-
-
 def _mark_matcher(marks: list[Any]) -> Callable[[str, dict[str, Any]], bool | None]:
     def match(ident: str, kwargs: dict[str, Any]) -> bool | None:
         unknown = False
@@ -80,7 +71,7 @@ def selectable(record: FileRecord, keyword: Any, mark: Any) -> bool:
     """Whether any recorded item of the file may be selected by the compiled `keyword` / `mark` expressions
     (either may be None: not given). True also when undecidable."""
     for item in record.items:
-        k = True if keyword is None else keyword.evaluate(_keyword_matcher(record.names + item.names))
+        k = True if keyword is None else keyword.evaluate_keywords(record.names + item.names)
         if k is False:
             continue
         m = True if mark is None else mark.evaluate(_mark_matcher(item.marks))

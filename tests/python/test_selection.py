@@ -87,6 +87,17 @@ def test_undecidable_values_mean_import() -> None:
     assert json_scalar_kwargs({"a": object()}) is None
 
 
+@pytest.mark.parametrize("text", ["test_one", "TEST_ONE", "not slow", "p and (x or test_two)", "test_a(x=1)",
+                                  "not test_a(x=1) and nothing", "two[a-1]", "K"])
+@pytest.mark.parametrize("names", [["test_x.py", "p", "test_one"], ["test_x.py", "TestK", "test_two[a-1]", "slow"], []])
+def test_keywords_evaluated_in_cpp_equal_a_python_matcher(text: str, names: list[str]) -> None:
+    def matcher(ident: str, kwargs: dict) -> bool | None:
+        return None if kwargs else any(ident.lower() in n.lower() for n in names)
+
+    expr = _compile(text)
+    assert expr.evaluate_keywords(names) == expr.evaluate(matcher)
+
+
 def test_decide_keeps_excluded_files_and_empty_records_are_skipped() -> None:
     empty = FileRecord("/p/test_empty.py", ["test_empty.py"], [])
     valid = {RECORD.path: RECORD, empty.path: empty}

@@ -225,7 +225,26 @@ _pytest/mark/expression.py), evaluated with three values.)doc")
           },
           py::arg("matcher"),
           "matcher(ident: str, kwargs: dict) -> True | False | None (unknown). Returns True, False or None "
-          "(Kleene logic: unknown only where the known values do not decide).");
+          "(Kleene logic: unknown only where the known values do not decide).")
+      .def(
+          "evaluate_keywords",
+          [](const Expression& self, const std::vector<std::string>& names) -> py::object {
+            Tri t;
+            {
+              py::gil_scoped_release release;
+              t = self.evaluate([&names](std::string_view ident, const Kwargs& kwargs) {
+                // pytest raises a UsageError for `-k name(k=v)`: never decided here
+                if (!kwargs.empty()) return Tri::Unknown;
+                return keyword_matches(ident, names) ? Tri::True : Tri::False;
+              });
+            }
+            if (t == Tri::Unknown) return py::none();
+            return py::bool_(t == Tri::True);
+          },
+          py::arg("names"),
+          "The expression as a -k expression over one item's names (list[str]; KeywordMatcher semantics, "
+          "_pytest/mark/__init__.py: case-insensitive substring of any name), all in C++. Returns True, False "
+          "or None (an ident with arguments is unknown).");
 
   m.def(
       "compile_expression",
