@@ -48,6 +48,15 @@ def _generation(path: str) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
+def _handoff(config: pytest.Config) -> dict[str, Any] | None:
+    """Worker side: the controller's hand-off in workerinput, None when absent or of another version."""
+    workerinput = getattr(config, "workerinput", None)
+    handoff = workerinput.get(WORKERINPUT_KEY) if isinstance(workerinput, dict) else None
+    if not isinstance(handoff, dict) or handoff.get("version") != HANDOFF_VERSION:
+        return None
+    return handoff
+
+
 def configure_node(config: pytest.Config, node: Any) -> None:
     """Controller side of `pytest_configure_node`: finish the scan (rows written), then hand the cache's path
     and generation to the worker. Never raises into xdist."""
@@ -99,9 +108,8 @@ def node_down(config: pytest.Config, node: Any) -> None:
 def worker_recording(config: pytest.Config) -> dict[str, str] | None:
     """Worker side: path -> ids_digest of the controller's valid records when this worker is asked to record,
     else None."""
-    workerinput = getattr(config, "workerinput", None)
-    handoff = workerinput.get(WORKERINPUT_KEY) if isinstance(workerinput, dict) else None
-    if not isinstance(handoff, dict) or handoff.get("version") != HANDOFF_VERSION:
+    handoff = _handoff(config)
+    if handoff is None:
         return None
     record = handoff.get("record")
     if not isinstance(record, dict):
@@ -139,9 +147,8 @@ def warm_workers(config: pytest.Config, specs: list[Any], served: Any) -> int:
 def worker_selection(config: pytest.Config) -> dict[str, list[str]] | None:
     """Worker side: the controller's -k/-m decision (path -> recorded node IDs of the files it leaves
     unimported), or None when there is none (then the worker imports every file, as plain pytest)."""
-    workerinput = getattr(config, "workerinput", None)
-    handoff = workerinput.get(WORKERINPUT_KEY) if isinstance(workerinput, dict) else None
-    if not isinstance(handoff, dict) or handoff.get("version") != HANDOFF_VERSION:
+    handoff = _handoff(config)
+    if handoff is None:
         return None
     skip = handoff.get("skip")
     if not isinstance(skip, dict):
@@ -152,9 +159,8 @@ def worker_selection(config: pytest.Config) -> dict[str, list[str]] | None:
 def worker_cache(config: pytest.Config) -> CacheLocation | None:
     """Worker side: the controller's cache, read-only, if the hand-off is there and the file is of the
     generation the controller wrote; else None (scan without a cache)."""
-    workerinput = getattr(config, "workerinput", None)
-    handoff = workerinput.get(WORKERINPUT_KEY) if isinstance(workerinput, dict) else None
-    if not isinstance(handoff, dict) or handoff.get("version") != HANDOFF_VERSION:
+    handoff = _handoff(config)
+    if handoff is None:
         return None
     path = handoff.get("cache")
     if not isinstance(path, str) or _generation(path) != handoff.get("generation"):
