@@ -107,9 +107,7 @@ class RecordsRun:
             return
         keyword, mark, error = expressions(config.option)
         strict = bool(getattr(config.option, "fastcollect_strict", None) or config.getini("fastcollect_strict"))
-        if self.worker:
-            if self.worker_record is None:
-                self.recorder = None
+        if self.worker:  # a worker has a recorder only when asked to record (record_for_controller)
             self._prepare_worker(keyword, mark, error, strict)
             return
         report = state.report

@@ -8,7 +8,6 @@ the header; it changes nothing in what pytest imports or collects.
 from __future__ import annotations
 
 import json
-
 from typing import Any, Generator
 
 import pytest

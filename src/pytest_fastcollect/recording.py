@@ -110,12 +110,13 @@ class Recorder:
         and then the file's record can never match: it is not recorded)."""
         out: dict[str, list[str]] = {p: [] for p in paths}
         # the items of one file share their parent's Path object: turn each one into a str once
-        names: dict[int, list[str] | None] = {}
+        by_path_object: dict[int, list[str] | None] = {}
         for item in self.collected:
             key = id(item.path)
-            ids = names.get(key, False)
-            if ids is False:
-                ids = names[key] = out.get(str(item.path))
+            if key in by_path_object:
+                ids = by_path_object[key]
+            else:
+                ids = by_path_object[key] = out.get(str(item.path))
             if ids is not None:
                 ids.append(item.nodeid)
         return out

@@ -304,14 +304,14 @@ class RecordStore:
                     "INSERT OR REPLACE INTO manifests(id, data) VALUES (?, ?)",
                     (manifest_id, json.dumps(manifest, separators=(",", ":"))),
                 )
-                encoded = [(r, fp, r.encode()) for r, fp in rows]
                 self._db.executemany(
                     "INSERT OR REPLACE INTO files(path, run_key, manifest, fp, digest, ids_digest, data) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
+                        # a record from an xdist worker comes with its ids_digest: not decoded again here
                         (r.path, run_key, manifest_id, json.dumps(fp), _digest(text),
-                         nodeids_digest(i.nodeid for i in r.items), text)
-                        for r, fp, text in encoded
+                         r.ids_digest or nodeids_digest(i.nodeid for i in r.items), text)
+                        for r, fp, text in ((r, fp, r.encode()) for r, fp in rows)
                     ],
                 )
                 self._db.executemany("DELETE FROM files WHERE run_key = ? AND path = ?", [(run_key, p) for p in forget])

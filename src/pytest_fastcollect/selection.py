@@ -21,8 +21,8 @@ afterwards, so the terminal's "collected N items / M deselected / K selected" is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import json
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 import pytest
