@@ -13,6 +13,7 @@ from typing import Any, Generator
 import pytest
 
 from .errors import one_line
+from .gcpolicy import CollectionGC
 from .options import add_options, is_enabled
 from . import xdist
 from .state import DAEMON, STATE, State
@@ -195,12 +196,19 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, p
     return report
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection(session: pytest.Session) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_collection(session: pytest.Session) -> Generator[None, object, object]:
+    # The collector's young-generation threshold is raised for the collection phase only (gcpolicy.py).
     # -k/-m: decide which test files stay unimported before the first one is collected (selection.py)
-    run = session.config.stash.get(RECORDS, None)
-    if run is not None and run.needs_decision():
-        run.prepare()
+    collection_gc = CollectionGC()
+    collection_gc.start()
+    try:
+        run = session.config.stash.get(RECORDS, None)
+        if run is not None and run.needs_decision():
+            run.prepare()
+        return (yield)
+    finally:
+        collection_gc.finish()
 
 
 def pytest_pycollect_makemodule(module_path: Any, parent: pytest.Collector) -> pytest.Module | None:

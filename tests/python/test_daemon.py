@@ -674,3 +674,42 @@ def test_a_usage_error_starts_no_daemon(project: Path, daemon_env: Path) -> None
     assert proc.returncode == 4
     time.sleep(1.0)
     assert daemon_processes(daemon_env) == []
+
+
+GC_TESTS = """
+    import gc
+    import weakref
+
+    class Node:
+        pass
+
+    # made at import time: in the template when the daemon serves the run
+    LOOP = []
+    LOOP.append(LOOP)
+    CYCLE = Node()
+    CYCLE.me = CYCLE
+    SEEN = weakref.ref(CYCLE)
+
+    def test_import_time_objects_are_seen_by_gc():
+        assert gc.get_freeze_count() == 0
+        assert any(o is LOOP for o in gc.get_objects())
+        assert LOOP in gc.get_referrers(LOOP)
+
+    def test_import_time_garbage_is_collected():
+        global CYCLE
+        CYCLE = None
+        gc.collect()
+        assert SEEN() is None
+"""
+
+
+def test_gc_sees_import_time_objects_in_a_served_run(project: Path) -> None:
+    """The template's gc.freeze() is not visible to tests: gc.get_objects(), gc.get_referrers() and
+    gc.collect() see and collect objects made at import time (in the template), as in a plain run."""
+    write(project, {"tests/test_gc.py": GC_TESTS})
+    age(project)
+    start(project, "tests/test_gc.py")
+    proc = run(project, "-v", "-p", "no:randomly", "tests/test_gc.py")
+    assert SERVED in proc.stdout, proc.stdout
+    assert proc.returncode == 0, proc.stdout
+    assert "2 passed" in proc.stdout

@@ -174,6 +174,9 @@ def _setup(request: dict[str, Any], fds: list[int], ctx: ChildContext) -> None:
 
         objects = {name: sys.modules[name] for name in warm.test_modules.values() if name in sys.modules}
         runtime.set_replayer(Replayer(warm.log, warm.test_modules, set(warm.configure_modules), objects))
+    from ..gcpolicy import unfreeze_on_demand
+
+    unfreeze_on_demand()  # the template's gc.freeze(): unseen by tests unless they look (gcpolicy.py)
     runtime.set_role("child")
     runtime.set_served(runtime.ServedRun(ctx.daemon_pid, ctx.warm_age, len(ctx.evict), ctx.changed, ctx.socket,
                                          ctx.key, ctx.worker))
