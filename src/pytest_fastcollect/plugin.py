@@ -169,6 +169,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     run = config.stash.get(RECORDS, None)
     if run is not None:
         run.close()
+        del config.stash[RECORDS]
+    if STATE in config.stash:
+        # released before pytest's end-of-session gc.collect() (its config cleanups run after this hook),
+        # which would otherwise traverse every record, item name and scan result once more
+        del config.stash[STATE]
     if decision is not None:
         from .daemon.session import after_run
 

@@ -713,3 +713,59 @@ def test_gc_sees_import_time_objects_in_a_served_run(project: Path) -> None:
     assert SERVED in proc.stdout, proc.stdout
     assert proc.returncode == 0, proc.stdout
     assert "2 passed" in proc.stdout
+
+
+def _status_fields(root: Path) -> dict[str, str]:
+    proc = status(root)
+    return {m.group(1): m.group(2) for m in re.finditer(r"^  (\S[\w -]*?)\s{2,}(.*)$", proc.stdout, re.M)}
+
+
+def test_an_edit_is_rewarmed_in_the_background(project: Path, daemon_env: Path) -> None:
+    """A served run that finds a changed module is served (the module re-imported in the child); then, with
+    no run going, a successor template warms up with the new code while the first one serves, takes the
+    socket over and the first one leaves: the next run re-imports nothing, and still matches pytest."""
+    old_pid = start(project)
+    (project / "tests/helper.py").write_text("VALUE = 1  # edited\n")
+    first = run(project, "-v")
+    assert SERVED in first.stdout and "1 changed files" in first.stdout, first.stdout
+    end = time.monotonic() + 60
+    while True:
+        fields = _status_fields(project)
+        if fields.get("pid") not in (None, str(old_pid)) and fields.get("template") == "ready":
+            break
+        assert time.monotonic() < end, status(project).stdout
+        time.sleep(0.2)
+    assert fields["started because"] == "re-warm: 1 changed file (tests/helper.py)"
+    assert fields["re-warm"].startswith("-; 1 so far")
+    assert "0 changed since warm-up" in fields["modules held"]
+    assert _wait_for_exit(old_pid), "the predecessor template did not leave"
+    assert daemon_processes(daemon_env) == [int(fields["pid"])]
+    second = run(project, "-v")
+    assert SERVED in second.stdout and "0 changed files, 0 modules re-imported" in second.stdout, second.stdout
+    assert second.returncode == 0
+    _parity(project)
+
+
+def _wait_for_exit(pid: int, timeout: float = 30) -> bool:
+    end = time.monotonic() + timeout
+    while alive(pid):
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_stop_while_a_successor_warms_stops_both(project: Path, daemon_env: Path) -> None:
+    """`--daemon-stop` during a re-warm leaves no template behind (the successor holds the same lock)."""
+    write(project, {"tests/conftest.py": textwrap.dedent(PROJECT["tests/conftest.py"]) + "\nimport time\ntime.sleep(3)\n"})
+    age(project)
+    start(project)
+    (project / "tests/helper.py").write_text("VALUE = 1  # edited\n")
+    assert SERVED in run(project, "-v").stdout
+    end = time.monotonic() + 30
+    while "warming" not in _status_fields(project).get("re-warm", ""):
+        assert time.monotonic() < end, status(project).stdout
+        time.sleep(0.1)
+    proc = run(project, "--daemon-stop")
+    assert proc.returncode == 0, proc.stdout
+    assert daemon_processes(daemon_env) == []

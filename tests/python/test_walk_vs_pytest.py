@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,7 @@ from _corpus import corpus_cases
 class _Capture:
     def __init__(self) -> None:
         self.session: pytest.Session | None = None
+        self.state: Any = None
         self.collected_files: set[str] = set()
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
@@ -23,6 +25,7 @@ class _Capture:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.session = session
+        self.state = session.config.stash[STATE]  # released at unconfigure
 
 
 @pytest.mark.parametrize("case", corpus_cases())
@@ -34,7 +37,7 @@ def test_walk_covers_pytest_collection(
     cap = _Capture()
     pytester.inline_run("--collect-only", "-p", "no:cacheprovider", str(root), plugins=[cap])
     assert cap.session is not None
-    state = cap.session.config.stash[STATE]
+    state = cap.state
     assert state.failure is None
     walked = {Path(f).relative_to(root).as_posix() for f in state.report.files}
     # pytest also makes reports for conftest-less dirs etc.; only files that held tests or errors matter

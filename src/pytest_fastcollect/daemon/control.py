@@ -41,6 +41,7 @@ def status_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
         ("key", status["key"]),
         ("template", state),
         ("started because", status.get("started_because") or ""),
+        ("re-warm", f"{status.get('rewarm') or '-'}; {status.get('generation', 0)} so far"),
         ("warm-up", f"{status['warm_seconds']:.2f}s ({status.get('warm_method')}), {status['collected']} test "
                     f"files imported, {status.get('warm_failed', 0)} failed; args: "
                     f"{' '.join(status['warm_args']) or '(none)'}"),

@@ -46,6 +46,9 @@ REQUEST_DEADLINE = 5.0
 MAX_REWARMS = 3
 #: Seconds between SIGTERM and SIGKILL for the run of a client that went away.
 KILL_GRACE = 5.0
+#: Seconds without a run, after a served run found changed project files, before a successor template is
+#: started to warm up with the new code (the re-warm; see Template._maybe_rewarm).
+REWARM_DEBOUNCE = 1.0
 
 
 @dataclass
@@ -65,6 +68,11 @@ class Spec:
     rewarms: int = 0
     #: client.files_digest of the test files the starter's run would collect: the warm-up must see the same
     files_digest: str = ""
+    #: pid of the template this one succeeds (a re-warm): it warms while that one serves, then takes the
+    #: socket over (an atomic rename) and tells it to leave (SIGUSR1); 0 for a template started anew
+    successor_of: int = 0
+    #: re-warms so far in this daemon's line of templates
+    generation: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -133,6 +141,16 @@ class Template:
         self.reexec_reason: str | None = None
         self.next_digest: str | None = None
         self.last_activity = time.monotonic()
+        #: why a re-warm is due (a served run found changed files), None if none is
+        self.rewarm_due: str | None = None
+        #: when a run was last going (monotonic): the re-warm's debounce counts from there
+        self.last_run_at = time.monotonic()
+        #: pid and start (monotonic) of the successor template warming now, if any
+        self.successor: int | None = None
+        self.successor_started = 0.0
+        self.last_rewarm: str | None = None
+        #: set by SIGUSR1 from the successor: stop accepting, leave when the running runs are done
+        self.handing_over = False
 
     # ---- warm-up ----------------------------------------------------------------------------------------
     def warm(self) -> None:
@@ -214,20 +232,26 @@ class Template:
 
     # ---- socket -----------------------------------------------------------------------------------------
     def bind(self) -> None:
+        """Listen on the key's socket. A successor (spec.successor_of) binds a name of the same length beside
+        it and renames it over the predecessor's: clients always find a socket that answers."""
         path = str(self.files.socket)
+        handover = self.spec.successor_of != 0
+        bound = path[: -len(".sock")] + ".next" if handover and path.endswith(".sock") else path
         try:
-            os.unlink(path)  # we hold the lock: any socket file left is stale
+            os.unlink(bound)  # we hold the lock: a socket file left at that name is stale
         except FileNotFoundError:
             pass
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
-            listener.bind(path)
+            listener.bind(bound)
         finally:
             os.umask(old)
-        os.chmod(path, 0o600)
-        self.socket_inode = os.stat(path).st_ino
+        os.chmod(bound, 0o600)
         listener.listen(64)
+        if bound != path:
+            os.rename(bound, path)
+        self.socket_inode = os.stat(path).st_ino
         self.listener = listener
         log.info("listening on %s", path)
 
@@ -273,6 +297,12 @@ class Template:
             "idle_for": time.monotonic() - self.last_activity if not self.runs else 0.0,
             "log": str(self.files.log),
             "socket": str(self.files.socket),
+            "generation": self.spec.generation,
+            "rewarm": (
+                f"successor pid {self.successor} warming for {time.monotonic() - self.successor_started:.1f}s"
+                if self.successor is not None
+                else self.last_rewarm or (f"due: {self.rewarm_due}" if self.rewarm_due else "-")
+            ),
             **asdict(self.counters),
         }
 
@@ -282,8 +312,18 @@ class Template:
         signal.signal(signal.SIGTERM, self._on_sigterm)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, self._on_handover)
         while not self.stopping and self.reexec_reason is None:
-            watched: list[Any] = [self.listener]
+            if self.handing_over:
+                # the path is the successor's now: serve what connected before the rename, then close ours
+                while self.listener is not None and select.select([self.listener], [], [], 0)[0]:
+                    self._accept()
+                self.close_listener()
+                self._reap()
+                if not self.runs:
+                    log.info("handed over to the successor template: exiting")
+                    break
+            watched: list[Any] = [self.listener] if self.listener is not None else []
             watched += [r.conn for r in self.runs.values() if r.conn is not None]
             try:
                 readable, _, _ = select.select(watched, [], [], 0.25)
@@ -300,8 +340,9 @@ class Template:
                     self._client_event(sock)
             self._reap()
             self._escalate()
+            self._maybe_rewarm()
             if self.runs:
-                self.last_activity = time.monotonic()
+                self.last_activity = self.last_run_at = time.monotonic()
             elif self.spec.idle_timeout > 0 and time.monotonic() - self.last_activity > self.spec.idle_timeout:
                 log.info("idle for %.0fs: exiting", self.spec.idle_timeout)
                 break
@@ -309,6 +350,62 @@ class Template:
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         self.stopping = True
+
+    def _on_handover(self, signum: int, frame: Any) -> None:
+        self.handing_over = True
+
+    # ---- re-warm ----------------------------------------------------------------------------------------
+    def _maybe_rewarm(self) -> None:
+        """Start a successor template once a served run has found changed project files and no run has been
+        going for REWARM_DEBOUNCE seconds: a fresh interpreter warms up with the new code while this one
+        keeps serving (its runs evict the changed modules), then takes over, so that the run after an edit
+        is as warm as the one before. Not while handing over, warming a successor already, or not ready."""
+        if self.rewarm_due is None or self.successor is not None or self.handing_over or self.runs:
+            return
+        if self.state != "ready" or self.snapshot is None:
+            return
+        if time.monotonic() - self.last_run_at < REWARM_DEBOUNCE:
+            return
+        reason, self.rewarm_due = self.rewarm_due, None
+        if not self.snapshot.changed_paths():
+            return  # changed back since
+        self._spawn_successor(f"re-warm: {reason}")
+
+    def _spawn_successor(self, reason: str) -> None:
+        digest = self.warm_result.files_digest if self.warm_result is not None else self.spec.files_digest
+        spec = Spec(**{**asdict(self.spec), "reason": reason, "rewarms": 0, "files_digest": digest,
+                       "successor_of": os.getpid(), "generation": self.spec.generation + 1})
+        from .spawn import interpreter
+
+        argv = [*interpreter(), "-m", "pytest_fastcollect.daemon", "serve", "--no-detach", spec.to_json()]
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - replaced by exec at once
+            try:
+                os.set_inheritable(spec.lock_fd, True)  # the same lock: one daemon per key, held throughout
+                os.execv(argv[0], argv)
+            finally:
+                os._exit(1)
+        self.successor = pid
+        self.successor_started = time.monotonic()
+        log.info("re-warm: successor template pid %d started (%s)", pid, reason)
+
+    def _successor_ended(self, pid: int, status: int) -> None:
+        self.successor = None
+        if self.handing_over:
+            return  # it took over and is serving: we are leaving
+        self.last_rewarm = f"successor pid {pid} ended (status {status}) without taking over; see the log"
+        log.warning("re-warm: %s", self.last_rewarm)
+
+    def stop_successor(self) -> None:
+        """A template that stops or re-executes takes its warming successor with it."""
+        if self.successor is None or self.handing_over:
+            return
+        try:
+            os.kill(self.successor, signal.SIGTERM)
+            os.waitpid(self.successor, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        self.successor = None
 
     def _accept(self) -> None:
         assert self.listener is not None
@@ -438,6 +535,10 @@ class Template:
             os.close(fd)  # a pipe reader must see EOF when the child is done, not when the template is
         self.counters.served += 1
         self.runs[pid] = Run(pid, conn, time.monotonic())
+        if plan.changed:
+            names = ", ".join(os.path.relpath(p, self.spec.rootdir) for p in plan.changed[:3])
+            more = f" and {len(plan.changed) - 3} more" if len(plan.changed) > 3 else ""
+            self.rewarm_due = f"{len(plan.changed)} changed file{'s' if len(plan.changed) != 1 else ''} ({names}{more})"
         what = "xdist worker" if worker else " ".join(request["argv"][1:])[:200]
         log.info("run %d: pid %d, %d changed, %d evicted: %s", self.counters.served, pid, len(plan.changed), len(plan.evict), what)
 
@@ -471,13 +572,16 @@ class Template:
                 _signal_group(run.pid, signal.SIGKILL)
 
     def _reap(self) -> None:
-        while self.runs:
+        while self.runs or self.successor is not None:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
+            if pid == self.successor:
+                self._successor_ended(pid, status)
+                continue
             run = self.runs.pop(pid, None)
             if run is None:
                 continue
@@ -505,6 +609,7 @@ class Template:
         """Replace this process with a fresh template (same pid, same lock): a cold interpreter re-warms."""
         reason = self.reexec_reason or "rebuild"
         log.info("re-executing to rebuild the warm state: %s", reason)
+        self.stop_successor()
         self.close_listener()
         for run in self.runs.values():
             if run.conn is not None:
@@ -512,7 +617,10 @@ class Template:
         logging.shutdown()
         rewarms = self.spec.rewarms + 1 if reason.endswith("during the warm-up") else 0
         digest = self.next_digest if self.next_digest is not None else self.spec.files_digest
-        spec = Spec(**{**asdict(self.spec), "reason": reason, "rewarms": rewarms, "files_digest": digest})
+        # a successor that never took over still has to; one that serves (or served) has no predecessor
+        successor_of = self.spec.successor_of if self.socket_inode == -1 else 0
+        spec = Spec(**{**asdict(self.spec), "reason": reason, "rewarms": rewarms, "files_digest": digest,
+                       "successor_of": successor_of})
         os.set_inheritable(spec.lock_fd, True)
         from .spawn import interpreter
 
@@ -583,17 +691,32 @@ def serve_main(spec_json: str) -> int:
         log.error("lock %s not held (%s): another daemon has it; exiting", template.files.lock, exc)
         return 1
     os.set_inheritable(spec.lock_fd, False)
-    template.files.pid.write_text(f"{os.getpid()}\n", encoding="ascii")
+    if not spec.successor_of:  # a successor's pid is written when it takes over (stop/status read it)
+        template.files.pid.write_text(f"{os.getpid()}\n", encoding="ascii")
     log.info("daemon pid %d for %s (key %s): %s", os.getpid(), spec.rootdir, spec.key, spec.reason)
     try:
         template.warm()
         if template.reexec_reason is None:
+            if spec.successor_of and template.state != "ready":
+                # the predecessor keeps serving (evicting what changed); taking over would refuse every run
+                log.warning("re-warm: template %s (%s): not taking over", template.state, template.state_reason)
+                return 1
             template.bind()
+            if spec.successor_of:
+                template.files.pid.write_text(f"{os.getpid()}\n", encoding="ascii")
+                if os.getppid() == spec.successor_of:  # still our parent: not a reused pid
+                    try:
+                        os.kill(spec.successor_of, signal.SIGUSR1)
+                    except ProcessLookupError:
+                        pass
+                log.info("re-warm: took over from pid %d", spec.successor_of)
             template.serve()
     except Exception:  # noqa: BLE001
         log.exception("daemon failed")
         template.close_listener()
+        template.stop_successor()
         return 1
+    template.stop_successor()
     if template.reexec_reason is not None and not template.stopping:
         template.reexec()
     log.info("daemon pid %d exits", os.getpid())
