@@ -769,3 +769,31 @@ def test_stop_while_a_successor_warms_stops_both(project: Path, daemon_env: Path
     proc = run(project, "--daemon-stop")
     assert proc.returncode == 0, proc.stdout
     assert daemon_processes(daemon_env) == []
+
+
+def test_an_edited_module_outside_the_project_is_never_served_stale(project: Path, tmp_path: Path) -> None:
+    """A module from outside rootdir (here a sibling folder on `pythonpath`; equally an installed package
+    edited in place) changes: the run is refused (local, pytest's own) and the daemon restarts with the new
+    code; the runs it serves afterwards see the edit."""
+    sibling = tmp_path / "sibling"
+    sibling.mkdir()
+    (sibling / "sib.py").write_text("VALUE = 1\n")
+    write(project, {
+        "pytest.ini": "[pytest]\ntestpaths = tests\npythonpath = ../sibling\n",
+        "tests/test_sib.py": "from sib import VALUE\n\ndef test_sib():\n    assert VALUE == 1\n",
+    })
+    age(project)
+    age(sibling)
+    start(project)
+    assert SERVED in run(project, "-v").stdout
+    (sibling / "sib.py").write_text("VALUE = 2\n")
+    plain = run(project, "-v", "-p", "no:fastcollect")
+    assert plain.returncode == 1 and "1 failed, 5 passed" in plain.stdout, plain.stdout
+    refused = run(project, "-v")
+    assert SERVED not in refused.stdout and "installed module" in refused.stdout, refused.stdout
+    assert refused.returncode == 1 and "1 failed, 5 passed" in refused.stdout
+    end = time.monotonic() + 60
+    while SERVED not in (served := run(project, "-v")).stdout:
+        assert time.monotonic() < end, served.stdout
+        time.sleep(0.3)
+    assert served.returncode == 1 and "1 failed, 5 passed" in served.stdout, served.stdout

@@ -889,7 +889,9 @@ class Project:
     def path(self, rel: str) -> str:
         return os.path.realpath(self.root / rel)
 
-    def snapshot(self, configure: set[str] | None = None, warm_started_ns: int | None = None) -> Snapshot:
+    def snapshot(
+        self, configure: set[str] | None = None, warm_started_ns: int | None = None, test_files: tuple[str, ...] = ()
+    ) -> Snapshot:
         root = str(self.root)
         return Snapshot(
             root,
@@ -898,7 +900,17 @@ class Project:
             config_files=config_candidates(root, str(self.root / "tests"), str(self.root / "pytest.ini")),
             warm_started_ns=time.time_ns() + 5_000_000_000 if warm_started_ns is None else warm_started_ns,
             import_roots=[root, str(self.root / "tests")],
+            test_files=test_files,
         )
+
+    def outside_module(self, name: str, path: Path, text: str) -> str:
+        """A module loaded from a file outside rootdir (an installed or sibling package)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        mod = types.ModuleType(name)
+        mod.__file__ = str(path)
+        self.modules[name] = mod
+        return os.path.realpath(path)
 
 
 @pytest.fixture
@@ -930,6 +942,31 @@ def test_snapshot_records_entries(project: Project) -> None:
     assert "os" not in recorded and "builtin_like" not in recorded
     assert snap.module_count == 9
     assert snap.dirty == set()
+
+
+def test_snapshot_installed_module_changed_in_place_restarts(project: Project, tmp_path: Path) -> None:
+    """A module the template holds from outside the project and the standard library (a third-party file, an
+    editable sibling project) is fingerprinted; editing it in place refuses the run and restarts the daemon
+    (it would otherwise serve the old code: eviction is only for project modules)."""
+    sibling = project.outside_module("sibling", tmp_path / "elsewhere" / "sibling.py", "V = 1\n")
+    snap = project.snapshot()
+    assert snap.entries[sibling].kind == "installed"
+    assert snap.project_file_count == len(snap.entries) - 1
+    assert snap.plan(project.modules).refuse is None
+    _rewrite(Path(sibling), "V = 22\n")
+    plan = snap.plan(project.modules)
+    assert plan.refuse == f"installed module {sibling} changed" and plan.restart
+
+
+def test_snapshot_test_file_outside_rootdir_is_evicted_when_changed(project: Project, tmp_path: Path) -> None:
+    """A test file the warm-up imported from outside rootdir (`--pyargs`: inside site-packages) is watched like
+    a project module: a change evicts it, the run is served."""
+    test_file = project.outside_module("pkgtests.test_x", tmp_path / "site" / "pkgtests" / "test_x.py", "def test_x():\n    pass\n")
+    snap = project.snapshot(test_files=(test_file,))
+    assert snap.entries[test_file].kind == "module"
+    _rewrite(Path(test_file), "def test_x():\n    assert 0\n")
+    plan = snap.plan(project.modules)
+    assert plan.refuse is None and plan.changed == [test_file] and "pkgtests.test_x" in plan.evict
 
 
 def test_snapshot_no_change(project: Project) -> None:

@@ -46,6 +46,7 @@ def status_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
                     f"files imported, {status.get('warm_failed', 0)} failed; args: "
                     f"{' '.join(status['warm_args']) or '(none)'}"),
         ("modules held", f"{status['modules_held']} ({status['project_files']} project files, "
+                         f"{status.get('installed_files', 0)} installed module files; "
                          f"{status['changed_files']} changed since warm-up)"),
         ("RSS", f"{rss / 1024:.1f} MiB" if isinstance(rss, int) else "unknown"),
         ("threads", str(status.get("os_threads"))),

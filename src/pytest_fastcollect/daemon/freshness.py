@@ -1,13 +1,15 @@
 """What the template imported, and what a change since then means for the next run.
 
 At the end of warming, the template records a fingerprint (stat + XXH3) of every project file it holds as a
-module (under rootdir, outside the interpreter's and site folders), of the ini and config files, and the
-modification times of the folders installed packages live in. Per request, a stat pass (C++,
+module (under rootdir, outside the interpreter's and site folders), of every test file it imported wherever
+it lies (`--pyargs` runs collect test files inside site-packages), of every other module file it holds
+outside the standard library ("installed": third-party packages, editable installs of sibling projects), of
+the ini and config files, and the modification times of the folders installed packages live in. Per request, a stat pass (C++,
 _core.fingerprint_files) finds what changed; a changed stat is confirmed by hashing the bytes, so a touch or
 a checkout that restores the same bytes changes nothing. Then plan() decides:
 
-- installed packages changed (a site folder's mtime moved: pip install/uninstall, a new .pth): the daemon
-  restarts; the run is local.
+- installed packages changed (a site folder's mtime moved: pip install/uninstall, a new .pth; or the file of
+  an installed module the template holds changed in place): the daemon restarts; the run is local.
 - a conftest, an ini/config file, or a project module imported before collection started (at configure
   time, by pytest or a plugin or a conftest) changed, or lies in the reverse-import closure of a change: the
   run is refused (it runs locally) and the template rebuilds.
@@ -40,8 +42,9 @@ RACY_MARGIN_NS = 1_000_000_000
 
 @dataclass
 class Entry:
-    """One recorded file. `kind`: "module", "conftest", "configure" (project module imported before
-    collection) or "config" (ini/config file; `exists` may be False: creating it is a change)."""
+    """One recorded file. `kind`: "module" (project module or test file), "conftest", "configure" (project
+    module imported before collection), "installed" (any other module file held, outside the standard
+    library) or "config" (ini/config file; `exists` may be False: creating it is a change)."""
 
     path: str
     kind: str
@@ -98,6 +101,48 @@ def project_modules(modules: Mapping[str, ModuleType], rootdir: str, excluded: l
     return out
 
 
+def stdlib_folders() -> list[str]:
+    """The standard library's folders (where `os` and the `_struct` extension live, and sysconfig's
+    "stdlib"): part of the interpreter, whose path and version are in the daemon's key, so their files are
+    not fingerprinted. site-packages folders inside them are not part of it (see installed_module_files)."""
+    import _struct
+    import sysconfig
+
+    folders = {os.path.dirname(os.__file__), sysconfig.get_paths().get("stdlib") or ""}
+    folders.add(os.path.dirname(getattr(_struct, "__file__", "") or ""))
+    return sorted({os.path.realpath(f) for f in folders if f})
+
+
+def _site_package_folders() -> list[str]:
+    out = set()
+    try:
+        out.update(os.path.realpath(p) for p in site.getsitepackages())
+    except AttributeError:  # virtualenv's old site.py
+        pass
+    user_site = site.getusersitepackages() if hasattr(site, "getusersitepackages") else None
+    if user_site:
+        out.add(os.path.realpath(user_site))
+    return sorted(out)
+
+
+def installed_module_files(modules: Mapping[str, ModuleType], skip: Iterable[str]) -> dict[str, list[str]]:
+    """path -> module names, for the modules loaded from a file (source or extension) outside the standard
+    library and not in `skip` (the project's files)."""
+    skipped = set(skip)
+    stdlib = stdlib_folders()
+    site_dirs = _site_package_folders()
+    out: dict[str, list[str]] = {}
+    for name, mod in list(modules.items()):
+        file = getattr(mod, "__file__", None)
+        if not isinstance(file, str) or not file.endswith((".py", ".so", ".pyd")):
+            continue
+        path = os.path.realpath(file)
+        if path in skipped or (_under(path, stdlib) and not _under(path, site_dirs)):
+            continue
+        out.setdefault(path, []).append(name)
+    return out
+
+
 def config_candidates(rootdir: str, invocation_dir: str, inipath: str | None) -> list[str]:
     """The ini file in use and every place pytest would look for one between the invocation folder and
     rootdir (a new file there changes the configuration)."""
@@ -146,10 +191,16 @@ class Snapshot:
         config_files: list[str],
         warm_started_ns: int,
         import_roots: list[str],
+        test_files: Iterable[str] = (),
     ) -> None:
         self.rootdir = rootdir
         self.created = time.time()
         by_path = project_modules(modules, rootdir, excluded_folders())
+        tests = {os.path.realpath(p) for p in test_files}
+        if tests - set(by_path):  # test files outside the project folders (--pyargs runs)
+            for path, names in project_modules(modules, "/", []).items():
+                if path in tests:
+                    by_path.setdefault(path, names)
         self.entries: dict[str, Entry] = {}
         for path, names in by_path.items():
             if os.path.basename(path) == "conftest.py":
@@ -159,6 +210,8 @@ class Snapshot:
             else:
                 kind = "module"
             self.entries[path] = Entry(path, kind, True, modules=sorted(names))
+        for path, names in installed_module_files(modules, by_path).items():
+            self.entries[path] = Entry(path, "installed", True, modules=sorted(names))
         for path in config_files:
             self.entries.setdefault(path, Entry(path, "config", False))
         self.site = site_folders(rootdir)
@@ -169,13 +222,18 @@ class Snapshot:
             _fill(entry, fp)
             if entry.exists and max(entry.mtime_ns, entry.ctime_ns) >= warm_started_ns - RACY_MARGIN_NS:
                 self.dirty.add(path)
-        module_paths = [p for p, e in self.entries.items() if e.kind != "config" and e.exists]
+        module_paths = [p for p, e in self.entries.items() if e.kind not in ("config", "installed") and e.exists]
         infos = _core.scan_files(module_paths, ["test"], ["Test"], 0)
         self.graph = _core.ImportGraph(module_paths, infos, [r for r in import_roots if os.path.isdir(r)])
 
     @property
     def module_count(self) -> int:
         return sum(len(e.modules) for e in self.entries.values())
+
+    @property
+    def project_file_count(self) -> int:
+        """Recorded files other than installed modules (project modules, test files, conftests, config)."""
+        return sum(1 for e in self.entries.values() if e.kind != "installed")
 
     def changed_paths(self) -> list[str]:
         """Recorded paths whose content differs from the recording (stat first, then XXH3), plus the dirty
@@ -207,6 +265,9 @@ class Snapshot:
         changed = self.changed_paths()
         if site_changes:
             return Plan(changed, refuse=f"installed packages changed ({site_changes[0]})", restart=True)
+        installed = [p for p in changed if self.entries.get(p) is not None and self.entries[p].kind == "installed"]
+        if installed:
+            return Plan(changed, refuse=f"installed module {installed[0]} changed", restart=True)
         if not changed:
             return Plan([])
         stale = set(self.graph.reverse_closure(changed))

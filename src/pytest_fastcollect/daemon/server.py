@@ -197,6 +197,7 @@ class Template:
             config_candidates(self.spec.rootdir, self.spec.cwd, result.inipath),
             started_ns,
             [os.path.abspath(p or ".") for p in sys.path],
+            test_files=list(result.test_modules),
         )
         if self.snapshot.dirty and self.spec.rewarms < MAX_REWARMS:
             # Files written while (or just before) they were imported: what the template holds may be older
@@ -223,7 +224,7 @@ class Template:
             result.imported,
             result.failed,
             len(sys.modules),
-            len(self.snapshot.entries),
+            self.snapshot.project_file_count,
             self.state,
             self.state_reason,
         )
@@ -288,7 +289,8 @@ class Template:
             "warm_exit_code": self.warm_exit_code,
             "collected": self.collected,
             "modules_held": len(sys.modules),
-            "project_files": len(snap.entries) if snap else 0,
+            "project_files": snap.project_file_count if snap else 0,
+            "installed_files": len(snap.entries) - snap.project_file_count if snap else 0,
             "changed_files": len(changed),
             "rss_kib": _rss_kib(),
             "os_threads": _os_threads(),
