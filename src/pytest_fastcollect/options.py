@@ -101,6 +101,11 @@ def add_options(parser: pytest.Parser) -> None:
         default="1800",
         help="Seconds of no requests after which the daemon exits (default 1800; 0 = never).",
     )
+    parser.addini(
+        "fastcollect_daemon_max_memory",
+        default="0",
+        help="MiB of resident memory above which an idle daemon restarts itself (default 0 = no limit).",
+    )
 
 
 def is_enabled(config: pytest.Config, options: Any) -> bool:

@@ -797,3 +797,28 @@ def test_an_edited_module_outside_the_project_is_never_served_stale(project: Pat
         assert time.monotonic() < end, served.stdout
         time.sleep(0.3)
     assert served.returncode == 1 and "1 failed, 5 passed" in served.stdout, served.stdout
+
+
+def test_status_shows_memory_of_the_template_and_the_last_run(project: Path) -> None:
+    """RSS and PSS of the template, the last run child's peak RSS and sampled PSS, and the memory limit (here
+    1 MiB: below any warm state, so the daemon says it serves on instead of restarting in a loop)."""
+    write(project, {
+        "pytest.ini": "[pytest]\ntestpaths = tests\nfastcollect_daemon_max_memory = 1\n",
+        "tests/test_slow.py": "import time\n\ndef test_slow():\n    time.sleep(2.5)\n",
+    })
+    age(project)
+    pid = start(project)
+    assert SERVED in run(project, "-v").stdout
+    fields = _status_fields(project)
+    assert re.fullmatch(r"[0-9.]+ MiB", fields["PSS"]), fields
+    assert re.fullmatch(r"peak RSS [0-9.]+ MiB, PSS [0-9.]+ MiB \(largest sampled\)", fields["last run child"]), fields
+    assert fields["memory limit"].startswith("1 MiB: an idle daemon above it restarts; the warm state alone")
+    time.sleep(1.5)  # idle turns of the loop: no restart
+    assert _status_fields(project)["pid"] == str(pid)
+
+
+def test_a_bad_memory_limit_is_a_usage_error(project: Path) -> None:
+    write(project, {"pytest.ini": "[pytest]\ntestpaths = tests\nfastcollect_daemon_max_memory = lots\n"})
+    proc = run(project, "--daemon-start")
+    assert proc.returncode == 4
+    assert "fastcollect_daemon_max_memory: not a whole number of MiB: 'lots'" in proc.stderr

@@ -1434,3 +1434,22 @@ def test_warm_workers_rewrite_only_local_popen_specs_of_a_served_run() -> None:
     assert xdist.warm_workers(None, local, None) == 0 and local[0].python is None  # type: ignore[arg-type]
     worker = ServedRun(1, 0.0, 0, 0, served.socket, served.key, worker=True)
     assert xdist.warm_workers(None, local, worker) == 0  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("rss", "warm", "limit", "restarts"),
+    [
+        (300 * 1024, 200 * 1024, 0, False),  # no limit
+        (300 * 1024, 200 * 1024, 400, False),  # under the limit
+        (300 * 1024, 200 * 1024, 250, True),  # over it and grown since the warm-up
+        (300 * 1024, 290 * 1024, 250, False),  # over it, but the warm state alone was: restarting would not help
+        (None, 200 * 1024, 250, False),  # RSS unknown
+    ],
+)
+def test_memory_restart_reason(rss: int | None, warm: int, limit: int, restarts: bool) -> None:
+    from pytest_fastcollect.daemon.server import memory_restart_reason
+
+    reason = memory_restart_reason(rss, warm, limit)
+    assert (reason is not None) == restarts
+    if restarts:
+        assert reason == f"memory limit: RSS 300 MiB > {limit} MiB"

@@ -30,6 +30,30 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+def _mib(kib: Any) -> str:
+    return f"{kib / 1024:.1f} MiB" if isinstance(kib, int) else "unknown"
+
+
+def _child_memory(value: Any) -> str:
+    """[peak RSS KiB (wait4), largest sampled PSS KiB or None] of the last run child that ended."""
+    if not isinstance(value, list) or len(value) != 2:
+        return "-"
+    rss, pss = value
+    sampled = f", PSS {_mib(pss)} (largest sampled)" if isinstance(pss, int) else ", PSS not sampled (ran < 1 s)"
+    return f"peak RSS {_mib(rss)}{sampled}"
+
+
+def _memory_limit(status: dict[str, Any]) -> str:
+    limit = status.get("max_memory_mib") or 0
+    if not limit:
+        return "none (ini fastcollect_daemon_max_memory)"
+    warm = status.get("warm_rss_kib")
+    note = ""
+    if isinstance(warm, int) and warm > limit * 1024:
+        note = "; the warm state alone is above it: not restarting for it"
+    return f"{limit} MiB: an idle daemon above it restarts{note}"
+
+
 def status_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
     """The status reply as (label, value) rows, in reading order."""
     rss = status.get("rss_kib")
@@ -49,6 +73,9 @@ def status_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
                          f"{status.get('installed_files', 0)} installed module files; "
                          f"{status['changed_files']} changed since warm-up)"),
         ("RSS", f"{rss / 1024:.1f} MiB" if isinstance(rss, int) else "unknown"),
+        ("PSS", _mib(status.get("pss_kib"))),
+        ("last run child", _child_memory(status.get("last_child_memory"))),
+        ("memory limit", _memory_limit(status)),
         ("threads", str(status.get("os_threads"))),
         ("requests", f"{status['served']} served, {status['refused']} refused, {status['rejected']} rejected, "
                      f"{status['killed']} killed, {status['running']} running"),

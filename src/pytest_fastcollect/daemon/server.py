@@ -73,6 +73,8 @@ class Spec:
     successor_of: int = 0
     #: re-warms so far in this daemon's line of templates
     generation: int = 0
+    #: ini fastcollect_daemon_max_memory: MiB of RSS above which an idle template restarts (0 = no limit)
+    max_memory_mib: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -89,6 +91,7 @@ class Run:
     conn: socket.socket | None
     started: float
     client_gone_at: float | None = None
+    pss_kib: int | None = None  # the largest sampled while it ran
 
 
 @dataclass
@@ -110,6 +113,29 @@ def _rss_kib() -> int | None:
     except OSError:
         pass
     return None
+
+
+def _pss_kib(pid: int | str = "self") -> int | None:
+    """Proportional set size (KiB) of a process from /proc/PID/smaps_rollup (Linux >= 4.14), else None."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def memory_restart_reason(rss_kib: int | None, warm_rss_kib: int | None, limit_mib: int) -> str | None:
+    """Why an idle template restarts for memory, or None: over `limit_mib` (0 = no limit) and grown by more
+    than 10% since its warm-up ended. A template whose warm state alone is over the limit serves on:
+    restarting would build the same state again."""
+    if limit_mib <= 0 or rss_kib is None or rss_kib <= limit_mib * 1024:
+        return None
+    if warm_rss_kib is not None and rss_kib <= warm_rss_kib * 1.1:
+        return None
+    return f"memory limit: RSS {rss_kib / 1024:.0f} MiB > {limit_mib} MiB"
 
 
 def _os_threads() -> int:
@@ -151,6 +177,10 @@ class Template:
         self.last_rewarm: str | None = None
         #: set by SIGUSR1 from the successor: stop accepting, leave when the running runs are done
         self.handing_over = False
+        #: RSS (KiB) when the warm-up ended; the last run child's peak RSS (wait4) and largest sampled PSS
+        self.warm_rss_kib: int | None = None
+        self.last_child_memory: tuple[int, int | None] | None = None
+        self.memory_checked = 0.0
 
     # ---- warm-up ----------------------------------------------------------------------------------------
     def warm(self) -> None:
@@ -230,6 +260,7 @@ class Template:
         )
         gc.collect()
         gc.freeze()  # warm objects are never collected: fewer copy-on-write pages in the children
+        self.warm_rss_kib = _rss_kib()
 
     # ---- socket -----------------------------------------------------------------------------------------
     def bind(self) -> None:
@@ -293,6 +324,10 @@ class Template:
             "installed_files": len(snap.entries) - snap.project_file_count if snap else 0,
             "changed_files": len(changed),
             "rss_kib": _rss_kib(),
+            "pss_kib": _pss_kib(),
+            "last_child_memory": list(self.last_child_memory) if self.last_child_memory else None,
+            "max_memory_mib": self.spec.max_memory_mib,
+            "warm_rss_kib": self.warm_rss_kib,
             "os_threads": _os_threads(),
             "running": len(self.runs),
             "idle_timeout": self.spec.idle_timeout,
@@ -343,6 +378,7 @@ class Template:
             self._reap()
             self._escalate()
             self._maybe_rewarm()
+            self._watch_memory()
             if self.runs:
                 self.last_activity = self.last_run_at = time.monotonic()
             elif self.spec.idle_timeout > 0 and time.monotonic() - self.last_activity > self.spec.idle_timeout:
@@ -357,6 +393,24 @@ class Template:
         self.handing_over = True
 
     # ---- re-warm ----------------------------------------------------------------------------------------
+    def _watch_memory(self) -> None:
+        """At most once a second: sample the PSS of running children; when idle, restart (re-exec) if the
+        template's RSS is over ini fastcollect_daemon_max_memory (memory_restart_reason)."""
+        now = time.monotonic()
+        if now - self.memory_checked < 1.0:
+            return
+        self.memory_checked = now
+        for run in self.runs.values():
+            pss = _pss_kib(run.pid)
+            if pss is not None and (run.pss_kib is None or pss > run.pss_kib):
+                run.pss_kib = pss
+        if self.runs or self.successor is not None or self.handing_over:
+            return
+        reason = memory_restart_reason(_rss_kib(), self.warm_rss_kib, self.spec.max_memory_mib)
+        if reason is not None:
+            log.info("%s: restarting", reason)
+            self.reexec_reason = reason
+
     def _maybe_rewarm(self) -> None:
         """Start a successor template once a served run has found changed project files and no run has been
         going for REWARM_DEBOUNCE seconds: a fresh interpreter warms up with the new code while this one
@@ -576,7 +630,7 @@ class Template:
     def _reap(self) -> None:
         while self.runs or self.successor is not None:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
@@ -587,6 +641,7 @@ class Template:
             run = self.runs.pop(pid, None)
             if run is None:
                 continue
+            self.last_child_memory = (int(usage.ru_maxrss), run.pss_kib)
             log.info("run pid %d ended (status %d) after %.3fs", pid, status, time.monotonic() - run.started)
             if os.WIFSIGNALED(status):
                 sig = os.WTERMSIG(status)

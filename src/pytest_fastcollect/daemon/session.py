@@ -48,6 +48,18 @@ def auto_enabled(config: pytest.Config, options: Any) -> bool:
     return bool(config.getini("fastcollect_auto_daemon"))
 
 
+def max_memory(config: pytest.Config) -> int:
+    """ini fastcollect_daemon_max_memory in MiB (0 = no limit); a bad value is a UsageError."""
+    text = str(config.getini("fastcollect_daemon_max_memory") or "0").strip()
+    try:
+        value = int(text)
+    except ValueError:
+        raise pytest.UsageError(f"fastcollect_daemon_max_memory: not a whole number of MiB: {text!r}") from None
+    if value < 0:
+        raise pytest.UsageError(f"fastcollect_daemon_max_memory: must be >= 0, got {text!r}")
+    return value
+
+
 def idle_timeout(config: pytest.Config) -> float:
     """ini fastcollect_daemon_idle_timeout in seconds (0 = never); a bad value is a UsageError."""
     text = str(config.getini("fastcollect_daemon_idle_timeout") or DEFAULT_IDLE_TIMEOUT).strip()
@@ -153,6 +165,7 @@ def _run_command(command: str, config: pytest.Config, parser: pytest.Parser, tgt
         idle_timeout(config),
         "--daemon-start",
         tgt.files_digest,
+        max_memory(config),
     )
     return control.start(tgt, spec, out)
 
@@ -175,6 +188,7 @@ def after_run(config: pytest.Config, decision: Decision) -> None:
             idle_timeout(config),
             "auto-start",
             tgt.files_digest,
+            max_memory(config),
         )
         spawn(spec, tgt.files)
     except Exception:  # noqa: BLE001 - the next run is simply local again

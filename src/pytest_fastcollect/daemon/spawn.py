@@ -151,10 +151,12 @@ def make_spec(
     idle_timeout: float,
     reason: str,
     files_digest: str = "",
+    max_memory_mib: int = 0,
 ) -> Spec:
     """A Spec for a new daemon (its lock fd is filled in by spawn())."""
     return Spec(
         files_digest=files_digest,
+        max_memory_mib=max_memory_mib,
         key=key,
         folder=folder,
         rootdir=rootdir,
