@@ -1,11 +1,13 @@
 """The edit-run loop through the warm daemon (issue: staying warm while code changes): plain pytest against
 the daemon across a scripted edit sequence, in one process tree, with counts beside every time.
 
-    python benchmarks/edits.py [--suite gen-10k-heavy] [--rounds 3] [--json FILE]
+    python benchmarks/edits.py [--suite gen-10k-heavy] [--rounds 3] [--pyc warm|cold] [--json FILE]
 
 Command of every run: `python -m pytest --collect-only -q -p no:cacheprovider` in the suite's folder (the whole
 suite is imported: the run shows the daemon's warm state, not the -k/-m selection). pyc: warm
-(PYTHONDONTWRITEBYTECODE unset, one unmeasured run per side first). A daemon is started once
+(PYTHONDONTWRITEBYTECODE unset, one unmeasured run per side first) or cold (PYTHONDONTWRITEBYTECODE=1, this
+machine's default, and every __pycache__ under the suite removed before each measured run: every module a
+run imports is assertion-rewritten again; the daemon's template keeps what it imported). A daemon is started once
 (`--daemon-start`), in a socket folder of its own; the discovery cache is warm.
 
 Steps, in this order, each round:
@@ -126,13 +128,24 @@ def wait_warm(python: str, cwd: str, env: dict[str, str], timeout: float = 180) 
     raise SystemExit(f"the daemon did not get warm within {timeout:.0f}s")
 
 
-def bench(name: str, rounds: int) -> dict:
+def remove_pycache(root: Path) -> None:
+    import shutil
+
+    for folder in root.rglob("__pycache__"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def bench(name: str, rounds: int, cold: bool = False) -> dict:
     target = runner.make_target(name, runner.generated_python)
     python, cwd = target.python, target.cwd
     suite = Suite(Path(cwd))
     env = dict(os.environ)
     for var in ("PYTHONDONTWRITEBYTECODE", "CI"):
         env.pop(var, None)
+    if cold:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    measure = (lambda cmd: (remove_pycache(suite.root), run_timed(cmd, cwd, env))[1]) if cold else (
+        lambda cmd: run_timed(cmd, cwd, env))
     runtime = tempfile.mkdtemp(prefix="fced")
     os.chmod(runtime, 0o700)
     env["XDG_RUNTIME_DIR"] = runtime
@@ -152,13 +165,13 @@ def bench(name: str, rounds: int) -> dict:
                     edit()
                 row = rows.setdefault(step, {"plain": [], "first": [], "second": [], "wait": [], "first_how": [],
                                              "counts": []})
-                plain = run_timed(plain_cmd, cwd, env)
+                plain = measure(plain_cmd)
                 before, _ = served(python, cwd, env)
-                first = run_timed(daemon_cmd, cwd, env)
+                first = measure(daemon_cmd)
                 after, how = served(python, cwd, env)
                 wait = wait_warm(python, cwd, env)
                 before2, _ = served(python, cwd, env)
-                second = run_timed(daemon_cmd, cwd, env)
+                second = measure(daemon_cmd)
                 second_served = served(python, cwd, env)[0] == before2 + 1
                 row["plain"].append(plain.seconds)
                 row["first"].append(first.seconds)
@@ -174,7 +187,7 @@ def bench(name: str, rounds: int) -> dict:
     finally:
         suite.restore()
         subprocess.run([python, "-m", "pytest", "--daemon-stop"], cwd=cwd, env=env, capture_output=True)
-    return {"suite": name, "rounds": rounds, "rows": rows, "machine": report.machine(),
+    return {"suite": name, "rounds": rounds, "pyc": "cold" if cold else "warm", "rows": rows, "machine": report.machine(),
             "versions": runner.versions(python)}
 
 
@@ -196,12 +209,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite", default="gen-10k-heavy", choices=sorted(runner.GEN_SUITES))
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--pyc", choices=["warm", "cold"], default="warm")
     ap.add_argument("--json", type=Path)
     ns = ap.parse_args()
     if generate.PRESETS[runner.GEN_SUITES[ns.suite]][1] != "heavy":
         print("note: light suites do not import bench_helper: 'edit a shared module' then changes nothing imported")
-    result = bench(ns.suite, ns.rounds)
-    print(f"\n{ns.suite}, {ns.rounds} rounds, medians, warm pyc, `--collect-only -q`; {result['versions']}")
+    result = bench(ns.suite, ns.rounds, ns.pyc == "cold")
+    print(f"\n{ns.suite}, {ns.rounds} rounds, medians, {ns.pyc} pyc, `--collect-only -q`; {result['versions']}")
     print(table(result))
     if ns.json:
         ns.json.write_text(json.dumps(result, indent=1))
