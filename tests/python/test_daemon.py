@@ -743,6 +743,7 @@ def test_an_edit_is_rewarmed_in_the_background(project: Path, daemon_env: Path) 
     second = run(project, "-v")
     assert SERVED in second.stdout and "0 changed files, 0 modules re-imported" in second.stdout, second.stdout
     assert second.returncode == 0
+    assert _status_fields(project)["requests"].startswith("2 served")  # counted across the hand-over
     _parity(project)
 
 
@@ -822,3 +823,16 @@ def test_a_bad_memory_limit_is_a_usage_error(project: Path) -> None:
     proc = run(project, "--daemon-start")
     assert proc.returncode == 4
     assert "fastcollect_daemon_max_memory: not a whole number of MiB: 'lots'" in proc.stderr
+
+
+def test_parity_when_an_environment_variable_read_at_import_changes(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A helper reads an environment variable at import: a run with another value must not get the module
+    the daemon imported under the old one. The environment is part of the daemon's key, so that run gets a
+    daemon of its own; the referee checks both runs after the change (served, 0 differences)."""
+    write(project, {"tests/helper.py": "import os\n\nVALUE = 1 if os.environ.get('FC_MODE', 'a') == 'a' else 2\n"})
+    age(project)
+    monkeypatch.setenv("FC_MODE", "a")
+    _parity(project)
+    monkeypatch.setenv("FC_MODE", "b")  # test_one now fails: one == 1, VALUE == 2
+    _parity(project)
+    _parity(project)

@@ -282,10 +282,25 @@ class Template:
         os.chmod(bound, 0o600)
         listener.listen(64)
         if bound != path:
+            self._carry_counters()
             os.rename(bound, path)
         self.socket_inode = os.stat(path).st_ino
         self.listener = listener
         log.info("listening on %s", path)
+
+    def _carry_counters(self) -> None:
+        """A successor continues its predecessor's request counters (status counts since the daemon started,
+        across re-warms): asked just before the socket changes hands."""
+        from .client import NotServed, ask
+
+        try:
+            prior = ask(self.files, "status", timeout=2.0)
+        except NotServed:
+            return
+        for name in ("served", "refused", "rejected", "killed"):
+            value = prior.get(name)
+            if isinstance(value, int):
+                setattr(self.counters, name, getattr(self.counters, name) + value)
 
     def close_listener(self) -> None:
         if self.listener is None:
