@@ -76,13 +76,7 @@ def _under(path: str, folders: Iterable[str]) -> bool:
 def excluded_folders() -> list[str]:
     """Folders whose modules are never project modules: the interpreter's prefixes and site folders."""
     out = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-    try:
-        out.update(os.path.realpath(p) for p in site.getsitepackages())
-    except AttributeError:  # virtualenv's old site.py
-        pass
-    user_site = site.getusersitepackages() if hasattr(site, "getusersitepackages") else None
-    if user_site:
-        out.add(os.path.realpath(user_site))
+    out.update(_site_package_folders())
     return sorted(out)
 
 
@@ -114,7 +108,8 @@ def stdlib_folders() -> list[str]:
 
 
 def _site_package_folders() -> list[str]:
-    out = set()
+    """site.getsitepackages() and the user site folder, resolved."""
+    out: set[str] = set()
     try:
         out.update(os.path.realpath(p) for p in site.getsitepackages())
     except AttributeError:  # virtualenv's old site.py

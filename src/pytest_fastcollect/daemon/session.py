@@ -48,28 +48,27 @@ def auto_enabled(config: pytest.Config, options: Any) -> bool:
     return bool(config.getini("fastcollect_auto_daemon"))
 
 
+def _non_negative_ini(config: pytest.Config, name: str, default: str, parse: Any, what: str) -> Any:
+    """ini `name` parsed by `parse` (int or float); a bad or negative value is a UsageError."""
+    text = str(config.getini(name) or default).strip()
+    try:
+        value = parse(text)
+    except ValueError:
+        raise pytest.UsageError(f"{name}: not a {what}: {text!r}") from None
+    if value < 0:
+        raise pytest.UsageError(f"{name}: must be >= 0, got {text!r}")
+    return value
+
+
 def max_memory(config: pytest.Config) -> int:
     """ini fastcollect_daemon_max_memory in MiB (0 = no limit); a bad value is a UsageError."""
-    text = str(config.getini("fastcollect_daemon_max_memory") or "0").strip()
-    try:
-        value = int(text)
-    except ValueError:
-        raise pytest.UsageError(f"fastcollect_daemon_max_memory: not a whole number of MiB: {text!r}") from None
-    if value < 0:
-        raise pytest.UsageError(f"fastcollect_daemon_max_memory: must be >= 0, got {text!r}")
-    return value
+    return int(_non_negative_ini(config, "fastcollect_daemon_max_memory", "0", int, "whole number of MiB"))
 
 
 def idle_timeout(config: pytest.Config) -> float:
     """ini fastcollect_daemon_idle_timeout in seconds (0 = never); a bad value is a UsageError."""
-    text = str(config.getini("fastcollect_daemon_idle_timeout") or DEFAULT_IDLE_TIMEOUT).strip()
-    try:
-        value = float(text)
-    except ValueError:
-        raise pytest.UsageError(f"fastcollect_daemon_idle_timeout: not a number of seconds: {text!r}") from None
-    if value < 0:
-        raise pytest.UsageError(f"fastcollect_daemon_idle_timeout: must be >= 0, got {text!r}")
-    return value
+    return float(_non_negative_ini(config, "fastcollect_daemon_idle_timeout", str(DEFAULT_IDLE_TIMEOUT), float,
+                                   "number of seconds"))
 
 
 def _command(options: Any) -> str | None:
