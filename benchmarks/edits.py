@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import generate  # noqa: E402
 import report  # noqa: E402
 import run as runner  # noqa: E402
-from daemon import counts, run_timed  # noqa: E402
+from daemon import counts, run_timed, served_count, status  # noqa: E402
 
 RUN_LOGGED = re.compile(r"run (\d+): pid \d+, (\d+) changed, (\d+) evicted")
 NEW_FILE = "pkg_000/sub_00/test_mod_added.py"
@@ -96,15 +96,9 @@ def steps(suite: Suite) -> list[tuple[str, Callable[[], None] | None]]:
     ]
 
 
-def daemon_status(python: str, cwd: str, env: dict[str, str]) -> str:
-    return subprocess.run([python, "-m", "pytest", "--daemon-status"], cwd=cwd, env=env, capture_output=True,
-                          text=True).stdout
-
-
 def served(python: str, cwd: str, env: dict[str, str]) -> tuple[int, str]:
     """(requests served so far, what the daemon's log says of the last one): `-q` runs print no header."""
-    out = daemon_status(python, cwd, env)
-    m = re.search(r"(\d+) served", out)
+    out = status(python, cwd, [], env)
     log = re.search(r"^\s+log\s+(\S+)", out, re.M)
     last = ""
     if log:
@@ -113,14 +107,14 @@ def served(python: str, cwd: str, env: dict[str, str]) -> tuple[int, str]:
             last = f"{runs[-1][1]} changed, {runs[-1][2]} modules re-imported" if runs else ""
         except OSError:
             pass
-    return (int(m.group(1)) if m else -1), last
+    return served_count(out), last
 
 
 def wait_warm(python: str, cwd: str, env: dict[str, str], timeout: float = 180) -> float:
     """Seconds until the daemon is warm with the files as they are (see the module docstring)."""
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout:
-        out = daemon_status(python, cwd, env)
+        out = status(python, cwd, [], env)
         if (re.search(r"template\s+ready", out) and "; 0 changed since warm-up" in out
                 and not re.search(r"re-warm\s+(successor|due)", out)):
             return time.perf_counter() - t0

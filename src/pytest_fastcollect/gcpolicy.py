@@ -59,8 +59,8 @@ class CollectionGC:
         self.saved = self.raised = None
 
 
-#: gc functions whose result depends on frozen objects: (name, unfreeze when called from pytest's own
-#: unraisable-exception cleanup too).
+#: gc functions whose result depends on frozen objects; pytest's own unraisable-exception cleanup
+#: (`_PYTEST_CLEANUP`) calls `collect` without unfreezing.
 _OBSERVERS = ("collect", "get_objects", "get_referrers", "get_freeze_count")
 _PYTEST_CLEANUP = "_pytest.unraisableexception"
 

@@ -56,7 +56,6 @@ def _memory_limit(status: dict[str, Any]) -> str:
 
 def status_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
     """The status reply as (label, value) rows, in reading order."""
-    rss = status.get("rss_kib")
     state = status["state"] + (f" ({status['state_reason']})" if status.get("state_reason") else "")
     return [
         ("pid", str(status["pid"])),
@@ -72,7 +71,7 @@ def status_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
         ("modules held", f"{status['modules_held']} ({status['project_files']} project files, "
                          f"{status.get('installed_files', 0)} installed module files; "
                          f"{status['changed_files']} changed since warm-up)"),
-        ("RSS", f"{rss / 1024:.1f} MiB" if isinstance(rss, int) else "unknown"),
+        ("RSS", _mib(status.get("rss_kib"))),
         ("PSS", _mib(status.get("pss_kib"))),
         ("last run child", _child_memory(status.get("last_child_memory"))),
         ("memory limit", _memory_limit(status)),

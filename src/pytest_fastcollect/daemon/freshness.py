@@ -80,25 +80,20 @@ def excluded_folders() -> list[str]:
     return sorted(out)
 
 
-def project_modules(modules: Mapping[str, ModuleType], rootdir: str, excluded: list[str]) -> dict[str, list[str]]:
-    """path -> module names, for the modules loaded from a `.py` file under rootdir and outside `excluded`."""
+def module_files(modules: Mapping[str, ModuleType]) -> dict[str, list[str]]:
+    """Resolved path -> module names, for every module loaded from a source or extension file."""
     out: dict[str, list[str]] = {}
-    root = os.path.realpath(rootdir)
     for name, mod in list(modules.items()):
         file = getattr(mod, "__file__", None)
-        if not isinstance(file, str) or not file.endswith(".py"):
-            continue
-        path = os.path.realpath(file)
-        if not _under(path, [root]) or _under(path, excluded):
-            continue
-        out.setdefault(path, []).append(name)
+        if isinstance(file, str) and file.endswith((".py", ".so", ".pyd")):
+            out.setdefault(os.path.realpath(file), []).append(name)
     return out
 
 
 def stdlib_folders() -> list[str]:
     """The standard library's folders (where `os` and the `_struct` extension live, and sysconfig's
     "stdlib"): part of the interpreter, whose path and version are in the daemon's key, so their files are
-    not fingerprinted. site-packages folders inside them are not part of it (see installed_module_files)."""
+    not fingerprinted. site-packages folders inside them are not part of it (Snapshot)."""
     import _struct
     import sysconfig
 
@@ -118,24 +113,6 @@ def _site_package_folders() -> list[str]:
     if user_site:
         out.add(os.path.realpath(user_site))
     return sorted(out)
-
-
-def installed_module_files(modules: Mapping[str, ModuleType], skip: Iterable[str]) -> dict[str, list[str]]:
-    """path -> module names, for the modules loaded from a file (source or extension) outside the standard
-    library and not in `skip` (the project's files)."""
-    skipped = set(skip)
-    stdlib = stdlib_folders()
-    site_dirs = _site_package_folders()
-    out: dict[str, list[str]] = {}
-    for name, mod in list(modules.items()):
-        file = getattr(mod, "__file__", None)
-        if not isinstance(file, str) or not file.endswith((".py", ".so", ".pyd")):
-            continue
-        path = os.path.realpath(file)
-        if path in skipped or (_under(path, stdlib) and not _under(path, site_dirs)):
-            continue
-        out.setdefault(path, []).append(name)
-    return out
 
 
 def config_candidates(rootdir: str, invocation_dir: str, inipath: str | None) -> list[str]:
@@ -190,12 +167,18 @@ class Snapshot:
     ) -> None:
         self.rootdir = rootdir
         self.created = time.time()
-        by_path = project_modules(modules, rootdir, excluded_folders())
-        tests = {os.path.realpath(p) for p in test_files}
-        if tests - set(by_path):  # test files outside the project folders (--pyargs runs)
-            for path, names in project_modules(modules, "/", []).items():
-                if path in tests:
-                    by_path.setdefault(path, names)
+        files = module_files(modules)
+        root, excluded = [os.path.realpath(rootdir)], excluded_folders()
+        tests = {os.path.realpath(p) for p in test_files}  # wherever they lie (--pyargs: in site-packages)
+        by_path = {
+            path: names for path, names in files.items()
+            if path.endswith(".py") and (path in tests or (_under(path, root) and not _under(path, excluded)))
+        }
+        stdlib, site_dirs = stdlib_folders(), _site_package_folders()
+        installed = {
+            path: names for path, names in files.items()
+            if path not in by_path and not (_under(path, stdlib) and not _under(path, site_dirs))
+        }
         self.entries: dict[str, Entry] = {}
         for path, names in by_path.items():
             if os.path.basename(path) == "conftest.py":
@@ -205,7 +188,7 @@ class Snapshot:
             else:
                 kind = "module"
             self.entries[path] = Entry(path, kind, True, modules=sorted(names))
-        for path, names in installed_module_files(modules, by_path).items():
+        for path, names in installed.items():
             self.entries[path] = Entry(path, "installed", True, modules=sorted(names))
         for path in config_files:
             self.entries.setdefault(path, Entry(path, "config", False))
@@ -260,7 +243,7 @@ class Snapshot:
         changed = self.changed_paths()
         if site_changes:
             return Plan(changed, refuse=f"installed packages changed ({site_changes[0]})", restart=True)
-        installed = [p for p in changed if self.entries.get(p) is not None and self.entries[p].kind == "installed"]
+        installed = [p for p in changed if self.entries[p].kind == "installed"]
         if installed:
             return Plan(changed, refuse=f"installed module {installed[0]} changed", restart=True)
         if not changed:

@@ -28,7 +28,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from logging.handlers import RotatingFileHandler
 from typing import Any
 
@@ -444,11 +444,9 @@ class Template:
 
     def _spawn_successor(self, reason: str) -> None:
         digest = self.warm_result.files_digest if self.warm_result is not None else self.spec.files_digest
-        spec = Spec(**{**asdict(self.spec), "reason": reason, "rewarms": 0, "files_digest": digest,
-                       "successor_of": os.getpid(), "generation": self.spec.generation + 1})
-        from .spawn import interpreter
-
-        argv = [*interpreter(), "-m", "pytest_fastcollect.daemon", "serve", "--no-detach", spec.to_json()]
+        spec = replace(self.spec, reason=reason, rewarms=0, files_digest=digest, successor_of=os.getpid(),
+                       generation=self.spec.generation + 1)
+        argv = _serve_argv(spec)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - replaced by exec at once
             try:
@@ -691,13 +689,17 @@ class Template:
         digest = self.next_digest if self.next_digest is not None else self.spec.files_digest
         # a successor that never took over still has to; one that serves (or served) has no predecessor
         successor_of = self.spec.successor_of if self.socket_inode == -1 else 0
-        spec = Spec(**{**asdict(self.spec), "reason": reason, "rewarms": rewarms, "files_digest": digest,
-                       "successor_of": successor_of})
+        spec = replace(self.spec, reason=reason, rewarms=rewarms, files_digest=digest, successor_of=successor_of)
         os.set_inheritable(spec.lock_fd, True)
-        from .spawn import interpreter
-
-        argv = [*interpreter(), "-m", "pytest_fastcollect.daemon", "serve", "--no-detach", spec.to_json()]
+        argv = _serve_argv(spec)
         os.execv(argv[0], argv)
+
+
+def _serve_argv(spec: Spec) -> list[str]:
+    """The command of a template process for `spec` in a fresh interpreter (re-execution, successor)."""
+    from .spawn import interpreter
+
+    return [*interpreter(), "-m", "pytest_fastcollect.daemon", "serve", "--no-detach", spec.to_json()]
 
 
 def _signal_group(pid: int, sig: int) -> None:
