@@ -1,10 +1,11 @@
 """The edit-run loop through the warm daemon (issue: staying warm while code changes): plain pytest against
 the daemon across a scripted edit sequence, in one process tree, with counts beside every time.
 
-    python benchmarks/edits.py [--suite gen-10k-heavy] [--rounds 3] [--pyc warm|cold] [--json FILE]
+    python benchmarks/edits.py [--suite gen-10k-heavy] [--rounds 3] [--pyc warm|cold] [--keyword K] [--json FILE]
 
 Command of every run: `python -m pytest --collect-only -q -p no:cacheprovider` in the suite's folder (the whole
-suite is imported: the run shows the daemon's warm state, not the -k/-m selection). pyc: warm
+suite is imported: the run shows the daemon's warm state, not the -k/-m selection); with `--keyword K`, `-k K`
+is added to every run on both sides (the focused loop of a developer who runs the tests of one module). pyc: warm
 (PYTHONDONTWRITEBYTECODE unset, one unmeasured run per side first) or cold (PYTHONDONTWRITEBYTECODE=1, this
 machine's default, and every __pycache__ under the suite removed before each measured run: every module a
 run imports is assertion-rewritten again; the daemon's template keeps what it imported). A daemon is started once
@@ -16,9 +17,10 @@ Steps, in this order, each round:
   edit a shared module  one line appended to bench_helper.py, which every test module imports (heavy suites)
   add a test file       a new test module
   delete a test file    that module removed again
-  edit the ini file     a comment appended to pytest.ini (the daemon must rebuild: the run is local)
+  edit the ini file     a comment appended to pytest.ini (level 1 must be rebuilt: level 0 serves the run)
 After each edit: `plain` (-p no:fastcollect), then `first` (the first daemon-side run after the edit: served
-with the changed modules re-imported in the child, or local when the daemon refuses), then the harness waits
+from level 1 with the changed modules re-imported in the child, or from level 0 (pytest warm, the project
+imported fresh) when level 1 cannot serve it, or local when the daemon refuses), then the harness waits
 until the daemon is warm with the new code (`--daemon-status`: template ready, nothing changed since its
 warm-up, no re-warm going; the wait is reported), then `second`. Edits are undone after the last round.
 
@@ -46,7 +48,7 @@ import report  # noqa: E402
 import run as runner  # noqa: E402
 from daemon import counts, run_timed, served_count, status  # noqa: E402
 
-RUN_LOGGED = re.compile(r"run (\d+): pid \d+, (\d+) changed, (\d+) evicted")
+RUN_LOGGED = re.compile(r"run (\d+): pid \d+, level (\d), (\d+) changed, (\d+) evicted")
 NEW_FILE = "pkg_000/sub_00/test_mod_added.py"
 
 
@@ -104,7 +106,10 @@ def served(python: str, cwd: str, env: dict[str, str]) -> tuple[int, str]:
     if log:
         try:
             runs = RUN_LOGGED.findall(Path(log.group(1)).read_text(errors="replace"))
-            last = f"{runs[-1][1]} changed, {runs[-1][2]} modules re-imported" if runs else ""
+            if runs and runs[-1][1] == "0":
+                last = "level 0: the project imported fresh"
+            elif runs:
+                last = f"{runs[-1][2]} changed, {runs[-1][3]} modules re-imported"
         except OSError:
             pass
     return served_count(out), last
@@ -116,7 +121,7 @@ def wait_warm(python: str, cwd: str, env: dict[str, str], timeout: float = 180) 
     while time.perf_counter() - t0 < timeout:
         out = status(python, cwd, [], env)
         if (re.search(r"template\s+ready", out) and "; 0 changed since warm-up" in out
-                and not re.search(r"re-warm\s+(successor|due)", out)):
+                and not re.search(r"re-warm\s+(level 1 pid|due)", out)):
             return time.perf_counter() - t0
         time.sleep(0.2)
     raise SystemExit(f"the daemon did not get warm within {timeout:.0f}s")
@@ -129,7 +134,7 @@ def remove_pycache(root: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def bench(name: str, rounds: int, cold: bool = False) -> dict:
+def bench(name: str, rounds: int, cold: bool = False, keyword: str | None = None) -> dict:
     target = runner.make_target(name, runner.generated_python)
     python, cwd = target.python, target.cwd
     suite = Suite(Path(cwd))
@@ -144,7 +149,7 @@ def bench(name: str, rounds: int, cold: bool = False) -> dict:
     os.chmod(runtime, 0o700)
     env["XDG_RUNTIME_DIR"] = runtime
     env["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="fcec")
-    args = ["--collect-only", "-q", "-p", "no:cacheprovider"]
+    args = ["--collect-only", "-q", "-p", "no:cacheprovider", *(["-k", keyword] if keyword else [])]
     plain_cmd = [python, "-m", "pytest", *args, "-p", "no:fastcollect"]
     daemon_cmd = [python, "-m", "pytest", *args, "--fastcollect-auto-daemon"]
     rows: dict[str, dict[str, list]] = {}
@@ -181,7 +186,8 @@ def bench(name: str, rounds: int, cold: bool = False) -> dict:
     finally:
         suite.restore()
         subprocess.run([python, "-m", "pytest", "--daemon-stop"], cwd=cwd, env=env, capture_output=True)
-    return {"suite": name, "rounds": rounds, "pyc": "cold" if cold else "warm", "rows": rows, "machine": report.machine(),
+    return {"suite": name, "rounds": rounds, "pyc": "cold" if cold else "warm", "keyword": keyword, "rows": rows,
+            "machine": report.machine(),
             "versions": runner.versions(python)}
 
 
@@ -204,12 +210,14 @@ def main() -> int:
     ap.add_argument("--suite", default="gen-10k-heavy", choices=sorted(runner.GEN_SUITES))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--pyc", choices=["warm", "cold"], default="warm")
+    ap.add_argument("--keyword", help="add -k KEYWORD to every run (e.g. one module's name)")
     ap.add_argument("--json", type=Path)
     ns = ap.parse_args()
     if generate.PRESETS[runner.GEN_SUITES[ns.suite]][1] != "heavy":
         print("note: light suites do not import bench_helper: 'edit a shared module' then changes nothing imported")
-    result = bench(ns.suite, ns.rounds, ns.pyc == "cold")
-    print(f"\n{ns.suite}, {ns.rounds} rounds, medians, {ns.pyc} pyc, `--collect-only -q`; {result['versions']}")
+    result = bench(ns.suite, ns.rounds, ns.pyc == "cold", ns.keyword)
+    command = "--collect-only -q" + (f" -k {ns.keyword}" if ns.keyword else "")
+    print(f"\n{ns.suite}, {ns.rounds} rounds, medians, {ns.pyc} pyc, `{command}`; {result['versions']}")
     print(table(result))
     if ns.json:
         ns.json.write_text(json.dumps(result, indent=1))

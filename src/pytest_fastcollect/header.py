@@ -45,6 +45,11 @@ def daemon_lines(decision: Any, verbose: int) -> list[str]:
     """A run served by the warm daemon says so (daemon pid, age of the warm state, changed files and the
     modules re-imported because of them); a local run says why it was local, at -v only."""
     served = getattr(decision, "served", None)
+    if served is not None and getattr(served, "level", 1) == 0:
+        return [
+            f"fastcollect: run by the warm daemon from level 0 (pid {served.daemon_pid}: pytest and plugins warm, "
+            f"the project imported fresh; {served.note or 'level 1 not ready'})"
+        ]
     if served is not None:
         return [
             f"fastcollect: run by the warm daemon (pid {served.daemon_pid}, warm for {served.warm_age_seconds:.0f}s; "

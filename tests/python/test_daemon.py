@@ -199,13 +199,15 @@ def test_concurrent_first_runs_start_one_daemon(project: Path, daemon_env: Path)
     assert all(p.wait(timeout=120) == 0 for p in procs)
     wait_ready(project)
     time.sleep(1.0)  # a losing starter would still be exiting
-    assert len(daemon_processes(daemon_env)) == 1
+    fields = _status_fields(project)  # one daemon: its level 0 and the level 1 forked from it
+    assert sorted(daemon_processes(daemon_env)) == sorted([int(fields["pid"]), _level1_pid(project)])
 
 
 def test_status_health_reload_stop(project: Path) -> None:
     pid = start(project)
     out = status(project).stdout
-    for label in ("pid", "uptime", "rootdir", "key", "template", "modules held", "RSS", "requests", "last error", "log"):
+    for label in ("pid", "uptime", "rootdir", "key", "level 0", "level 1", "template", "modules held", "RSS", "requests",
+                  "last error", "log"):
         assert re.search(rf"^\s+{label}\s", out, re.M), (label, out)
     assert str(project) in out
     health = run(project, "--daemon-health")
@@ -354,10 +356,15 @@ def test_kill_9_of_the_daemon_lets_the_run_finish(project: Path, tmp_path: Path)
 
 
 def test_stale_socket_is_cleaned_up(project: Path, daemon_env: Path) -> None:
-    daemon = start(project)
-    os.kill(daemon, signal.SIGKILL)
-    while alive(daemon):
-        time.sleep(0.05)
+    base = start(project)
+    daemons = daemon_processes(daemon_env)  # level 0 and level 1: stopped first, so neither reacts to the other
+    for daemon in sorted(daemons, key=lambda pid: pid != base):
+        os.kill(daemon, signal.SIGSTOP)
+    for daemon in daemons:
+        os.kill(daemon, signal.SIGKILL)
+    for daemon in daemon_processes(daemon_env):
+        while alive(daemon):
+            time.sleep(0.05)
     sockets = list((daemon_env / "pytest-fastcollect").glob("*.sock"))
     assert len(sockets) == 1  # left behind by the killed daemon
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -480,11 +487,11 @@ def test_parity_after_edits_between_runs(project: Path) -> None:
     # a new test file, then a deleted one: the first run after is local (the daemon imported another set of
     # files) and the daemon warms again with the files as they are now; the run after that is served
     write(project, {"tests/test_new.py": "from helper import VALUE\n\ndef test_new():\n    assert VALUE == 2\n"})
-    _parity(project, served=False)
+    _parity(project)  # served from level 0 while level 1 warms with the new file
     _wait_served(project)
     _parity(project)
     (project / "tests/test_b.py").unlink()
-    _parity(project, served=False)
+    _parity(project)
     _wait_served(project)
     _parity(project)
 
@@ -492,7 +499,8 @@ def test_parity_after_edits_between_runs(project: Path) -> None:
 def _wait_served(root: Path, timeout: float = 60) -> None:
     env = referee_env(root)
     end = time.monotonic() + timeout
-    while SERVED not in (proc := run(root, "-v", "-p", "no:cacheprovider", "-p", "pytest_fastcollect.parity.recorder", env=env)).stdout:
+    args = ("-v", "-p", "no:cacheprovider", "-p", "pytest_fastcollect.parity.recorder")
+    while SERVED not in (proc := run(root, *args, env=env)).stdout or "from level 0" in proc.stdout:
         assert time.monotonic() < end, proc.stdout
         time.sleep(0.3)
 
@@ -505,13 +513,14 @@ def test_conftest_or_ini_edit_refuses_then_rebuilds(project: Path, what: str) ->
     else:
         (project / "pytest.ini").write_text("[pytest]\ntestpaths = tests\naddopts = -k 'not test_two'\n")
     env = referee_env(project)  # the same key as the referee's daemon
-    refused = run(project, "-v", env=env)
-    assert SERVED not in refused.stdout and "refused" in refused.stdout, refused.stdout
-    _parity(project, served=False)  # the local run is pytest's own
+    fresh = run(project, "-v", env=env)  # level 1 cannot serve it: level 0 does, importing the project fresh
+    assert "from level 0" in fresh.stdout and "level 1 is being rebuilt" in fresh.stdout, fresh.stdout
+    _parity(project)  # whichever level serves it, the run is pytest's own
     end = time.monotonic() + 60
-    while SERVED not in run(project, "-v", env=env).stdout:  # the template rebuilt itself in the background
+    while "from level 0" in (proc := run(project, "-v", env=env)).stdout:  # level 1 rebuilt in the background
         assert time.monotonic() < end
         time.sleep(0.3)
+    assert SERVED in proc.stdout, proc.stdout
     _parity(project)
 
 
@@ -578,7 +587,8 @@ def test_xdist_workers_are_forked_from_the_warm_template(project: Path, monkeypa
     monkeypatch.setenv("IMPORT_LOG", str(log))
     write(project, LOGGING_TESTS)
     age(project)
-    pid = start(project)
+    start(project)
+    pid = _level1_pid(project)
     log.write_text("")
     before = _served_count(project)
     proc = run(project, "-n", "2", "-p", "no:randomly")
@@ -648,7 +658,8 @@ def test_interpreter_options_reach_the_run(project: Path) -> None:
 
 def test_threads_alive_after_warming_make_the_template_not_forkable(project: Path) -> None:
     """A conftest that starts a thread at import: forking would copy a process whose other threads vanish, so
-    the daemon says "not forkable" in its status and every run is local (and still pytest's own)."""
+    level 1 says "not forkable" and does not take over: status says so, and level 0 serves every run (the
+    conftest, thread and all, imported fresh in the run)."""
     write(project, {"tests/conftest.py": """
         import threading, time
         import pytest
@@ -664,8 +675,8 @@ def test_threads_alive_after_warming_make_the_template_not_forkable(project: Pat
     out = status(project).stdout
     assert "not forkable" in out and "conftest-sleeper" in out, out
     proc = run(project, "-v")
-    assert proc.returncode == 0 and SERVED not in proc.stdout
-    assert "not forkable" in proc.stdout  # the -v line says why the run was local
+    assert proc.returncode == 0 and "from level 0" in proc.stdout
+    assert "not forkable" in proc.stdout, proc.stdout  # the header says why level 1 did not serve it
     assert "FAIL  template forkable" in run(project, "--daemon-health").stdout
 
 
@@ -724,27 +735,33 @@ def test_an_edit_is_rewarmed_in_the_background(project: Path, daemon_env: Path) 
     """A served run that finds a changed module is served (the module re-imported in the child); then, with
     no run going, a successor template warms up with the new code while the first one serves, takes the
     socket over and the first one leaves: the next run re-imports nothing, and still matches pytest."""
-    old_pid = start(project)
+    base_pid = start(project)
+    old_pid = _level1_pid(project)
     (project / "tests/helper.py").write_text("VALUE = 1  # edited\n")
     first = run(project, "-v")
     assert SERVED in first.stdout and "1 changed files" in first.stdout, first.stdout
     end = time.monotonic() + 60
     while True:
         fields = _status_fields(project)
-        if fields.get("pid") not in (None, str(old_pid)) and fields.get("template") == "ready":
+        if _level1_pid(project) not in (None, old_pid) and fields.get("template") == "ready":
             break
         assert time.monotonic() < end, status(project).stdout
         time.sleep(0.2)
     assert fields["started because"] == "re-warm: 1 changed file (tests/helper.py)"
-    assert fields["re-warm"].startswith("-; 1 so far")
+    assert fields["pid"] == str(base_pid)  # the daemon (level 0) stays; level 1 was rebuilt from it
     assert "0 changed since warm-up" in fields["modules held"]
     assert _wait_for_exit(old_pid), "the predecessor template did not leave"
-    assert daemon_processes(daemon_env) == [int(fields["pid"])]
+    assert sorted(daemon_processes(daemon_env)) == sorted([base_pid, _level1_pid(project)])
     second = run(project, "-v")
     assert SERVED in second.stdout and "0 changed files, 0 modules re-imported" in second.stdout, second.stdout
     assert second.returncode == 0
     assert _status_fields(project)["requests"].startswith("2 served")  # counted across the hand-over
     _parity(project)
+
+
+def _level1_pid(root: Path) -> int | None:
+    match = re.match(r"pid (\d+), ready", _status_fields(root).get("level 1", ""))
+    return int(match.group(1)) if match else None
 
 
 def _wait_for_exit(pid: int, timeout: float = 30) -> bool:
@@ -774,8 +791,8 @@ def test_stop_while_a_successor_warms_stops_both(project: Path, daemon_env: Path
 
 def test_an_edited_module_outside_the_project_is_never_served_stale(project: Path, tmp_path: Path) -> None:
     """A module from outside rootdir (here a sibling folder on `pythonpath`; equally an installed package
-    edited in place) changes: the run is refused (local, pytest's own) and the daemon restarts with the new
-    code; the runs it serves afterwards see the edit."""
+    edited in place) changes: level 1 holds the old module, so level 0 serves the run (importing it fresh)
+    and level 1 is rebuilt with the new code; the runs it serves afterwards see the edit."""
     sibling = tmp_path / "sibling"
     sibling.mkdir()
     (sibling / "sib.py").write_text("VALUE = 1\n")
@@ -790,9 +807,9 @@ def test_an_edited_module_outside_the_project_is_never_served_stale(project: Pat
     (sibling / "sib.py").write_text("VALUE = 2\n")
     plain = run(project, "-v", "-p", "no:fastcollect")
     assert plain.returncode == 1 and "1 failed, 5 passed" in plain.stdout, plain.stdout
-    refused = run(project, "-v")
-    assert SERVED not in refused.stdout and "installed module" in refused.stdout, refused.stdout
-    assert refused.returncode == 1 and "1 failed, 5 passed" in refused.stdout
+    fresh = run(project, "-v")  # level 1 holds the old module: level 0 serves the run, importing it fresh
+    assert "from level 0" in fresh.stdout and "installed module" in fresh.stdout, fresh.stdout
+    assert fresh.returncode == 1 and "1 failed, 5 passed" in fresh.stdout
     end = time.monotonic() + 60
     while SERVED not in (served := run(project, "-v")).stdout:
         assert time.monotonic() < end, served.stdout
@@ -836,3 +853,96 @@ def test_parity_when_an_environment_variable_read_at_import_changes(project: Pat
     monkeypatch.setenv("FC_MODE", "b")  # test_one now fails: one == 1, VALUE == 2
     _parity(project)
     _parity(project)
+
+
+# ---- layered templates ---------------------------------------------------------------------------------------
+
+
+def test_runs_while_level_1_warms_are_served_from_level_0(project: Path) -> None:
+    """Level 0 listens as soon as pytest is imported: a run while level 1 still warms (a slow conftest) is
+    served from it (the project imported fresh, the slow conftest too), returns through pipes, and is
+    pytest's own; once level 1 took over, runs come from it."""
+    write(project, {"tests/conftest.py": textwrap.dedent(PROJECT["tests/conftest.py"]) + "\nimport time\ntime.sleep(4)\n"})
+    age(project)
+    proc = run(project, "-v")  # local; starts the daemon
+    assert proc.returncode == 0 and SERVED not in proc.stdout, proc.stdout
+    end = time.monotonic() + 30
+    while "level 1 is warming" not in (proc := run(project, "-v")).stdout:
+        assert time.monotonic() < end and "template  ready" not in status(project).stdout, proc.stdout
+        time.sleep(0.2)
+    assert "from level 0" in proc.stdout and proc.returncode == 0 and "5 passed" in proc.stdout, proc.stdout
+    wait_ready(project)
+    proc = run(project, "-v")
+    assert SERVED in proc.stdout and "from level 0" not in proc.stdout, proc.stdout
+    assert "level 0" in _status_fields(project) and _level1_pid(project) is not None
+
+
+def test_a_killed_level_1_is_replaced_from_level_0(project: Path, daemon_env: Path) -> None:
+    """Level 1 dies (SIGKILL): level 0 holds the socket again, serves runs, and builds a new level 1."""
+    base_pid = start(project)
+    old = _level1_pid(project)
+    assert old is not None
+    os.kill(old, signal.SIGKILL)
+    assert _wait_for_exit(old)
+    proc = run(project, "-v")
+    assert proc.returncode == 0 and SERVED in proc.stdout, proc.stdout  # from level 0, or the new level 1
+    wait_ready(project)
+    new = _level1_pid(project)
+    assert new not in (None, old)
+    assert _status_fields(project)["pid"] == str(base_pid)
+    assert sorted(daemon_processes(daemon_env)) == sorted([base_pid, new])
+    _parity(project)
+
+
+def _wheel(folder: Path, version: str) -> Path:
+    """A pure-Python wheel of a package `fcdep` whose VERSION is `version` (built with zipfile: no build
+    backend needed)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    files = {
+        "fcdep/__init__.py": f"VERSION = {version!r}\n",
+        f"fcdep-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: fcdep\nVersion: {version}\n",
+        f"fcdep-{version}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for name, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(text.encode())}")
+    files[f"fcdep-{version}.dist-info/RECORD"] = "\n".join([*record, f"fcdep-{version}.dist-info/RECORD,,"]) + "\n"
+    path = folder / f"fcdep-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+    return path
+
+
+def test_installing_another_version_of_a_package_is_never_served_stale(project: Path, tmp_path: Path) -> None:
+    """`pip install` of another version of a package the tests import (into a folder on `pythonpath`, outside
+    rootdir): the site folder changed, so level 1 cannot serve; the run after it, and the one after that,
+    match pytest's (the referee, through the daemon) and see the new version."""
+    site = tmp_path / "site"
+    site.mkdir()
+
+    def install(version: str) -> None:
+        wheel = _wheel(tmp_path, version)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--upgrade",
+                        "--target", str(site), str(wheel)], check=True, capture_output=True, timeout=120)
+
+    install("1.0")
+    write(project, {
+        "pytest.ini": "[pytest]\ntestpaths = tests\npythonpath = ../site\n",
+        "tests/test_dep.py": "import fcdep\n\ndef test_version():\n    assert fcdep.VERSION == '1.0'\n",
+    })
+    age(project)
+    age(site)
+    env = referee_env(project)  # the key of the referee's daemon
+    _parity(project)
+    proc = run(project, "-v", env=env)
+    assert SERVED in proc.stdout and proc.returncode == 0 and "6 passed" in proc.stdout, proc.stdout
+    install("2.0")
+    for _ in range(2):  # one run, then a second run
+        _parity(project)
+        proc = run(project, "-v", env=env)
+        assert proc.returncode == 1 and "1 failed" in proc.stdout and "assert '2.0' == '1.0'" in proc.stdout, proc.stdout

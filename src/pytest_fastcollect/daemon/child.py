@@ -48,6 +48,8 @@ class ChildContext:
     socket: str = ""  # the daemon's socket and key: a run that starts xdist workers has them forked here too
     key: str = ""
     worker: bool = False  # an xdist worker (request argv: the interpreter arguments execnet passed)
+    level: int = 1  # forked from level 1 (the warm project) or level 0 (pytest and plugins only)
+    level_note: str = ""  # level 0: why level 1 did not serve this run
 
 
 def _exit_code(code: object) -> int:
@@ -179,7 +181,7 @@ def _setup(request: dict[str, Any], fds: list[int], ctx: ChildContext) -> None:
     unfreeze_on_demand()  # the template's gc.freeze(): unseen by tests unless they look (gcpolicy.py)
     runtime.set_role("child")
     runtime.set_served(runtime.ServedRun(ctx.daemon_pid, ctx.warm_age, len(ctx.evict), ctx.changed, ctx.socket,
-                                         ctx.key, ctx.worker))
+                                         ctx.key, ctx.worker, ctx.level, ctx.level_note))
 
 
 def _run_worker(argv: list[str]) -> int:

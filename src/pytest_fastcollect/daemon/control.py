@@ -54,6 +54,22 @@ def _memory_limit(status: dict[str, Any]) -> str:
     return f"{limit} MiB: an idle daemon above it restarts{note}"
 
 
+def _level0(info: Any) -> str:
+    if not isinstance(info, dict):
+        return "-"
+    return (f"pid {info.get('pid')}, up {_duration(info.get('uptime') or 0)}: pytest and its built-in plugins "
+            f"({info.get('modules')} modules, warm in {info.get('warm_seconds')}s); {info.get('served')} runs "
+            f"served from it")
+
+
+def _level1(info: Any) -> str:
+    if not isinstance(info, dict):
+        return "none"
+    warm = f", warm in {info['warm_seconds']:.2f}s" if isinstance(info.get("warm_seconds"), (int, float)) else ""
+    return (f"pid {info.get('pid')}, {info.get('state')}, up {_duration(info.get('uptime') or 0)}{warm}; "
+            f"built because {info.get('started_because')}")
+
+
 def status_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
     """The status reply as (label, value) rows, in reading order."""
     state = status["state"] + (f" ({status['state_reason']})" if status.get("state_reason") else "")
@@ -62,6 +78,8 @@ def status_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
         ("uptime", _duration(status["uptime"])),
         ("rootdir", status["rootdir"]),
         ("key", status["key"]),
+        ("level 0", _level0(status.get("level0"))),
+        ("level 1", _level1(status.get("level1"))),
         ("template", state),
         ("started because", status.get("started_because") or ""),
         ("re-warm", f"{status.get('rewarm') or '-'}; {status.get('generation', 0)} so far"),
@@ -142,9 +160,8 @@ def start(tgt: Target, spec: spawn.Spec, out: TextIO, timeout: float = START_TIM
     def ready() -> bool:
         if not spawn.daemon_running(tgt.files):
             return True  # it exited: reported below
-        try:
-            ask(tgt.files, "ping", timeout=2.0)
-            return True
+        try:  # level 0 answers first; started means level 1 is warm (or gave up: status says why)
+            return ask(tgt.files, "ping", timeout=2.0).get("state") != "warming"
         except NotServed:
             return False
 
@@ -187,7 +204,7 @@ def reload(tgt: Target, out: TextIO) -> int:
     except NotServed as exc:
         print(f"pytest-fastcollect: no daemon to reload for {tgt.rootdir} ({exc})", file=out)
         return 1
-    print("pytest-fastcollect: the daemon is rebuilding its warm state (runs are local until it is ready)", file=out)
+    print("pytest-fastcollect: the daemon is restarting (runs are served from level 0 until level 1 is warm again)", file=out)
     return 0
 
 

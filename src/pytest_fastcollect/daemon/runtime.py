@@ -28,6 +28,9 @@ class ServedRun:
     socket: str = ""
     key: str = ""
     worker: bool = False
+    #: 1: forked from the warm project (level 1); 0: from level 0 (pytest and plugins; `note` says why)
+    level: int = 1
+    note: str = ""
 
 
 #: Set in a run child before pytest's main runs.

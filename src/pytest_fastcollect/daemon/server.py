@@ -1,14 +1,18 @@
-"""The template: the daemon process that warms once and forks a child per run.
+"""The template (level 1): the process that warms the project once and forks a child per run.
 
-Life: `python -m pytest_fastcollect.daemon serve SPEC` (spawn.py starts it detached, holding the key's lock
-file) -> warm(): pytest's own collection for the project's arguments with output discarded, so conftests and
-test modules are imported through pytest's assertion rewriting -> a freshness Snapshot -> bind the socket ->
-serve() until stopped, idle for `idle_timeout` seconds, or re-executed to rebuild its warm state.
+Life: level 0 (level0.py: `python -m pytest_fastcollect.daemon serve SPEC`, started detached by spawn.py,
+holding the key's lock file) forks it -> run_level1(): warm(): pytest's configuration for the project's
+arguments, then every test file imported the way pytest's collector imports it, so conftests and test
+modules go through pytest's assertion rewriting -> a freshness Snapshot -> take the socket over (bind
+`<key>.next`, rename it over `<key>.sock`) -> serve() until stopped, idle for `idle_timeout` seconds, or
+replaced by a level 1 that level 0 built (a re-warm after edits, or a rebuild after a change it cannot
+serve: it hands such a run to level 0 with the client's fds).
 
 One thread, one select() loop. A run request is answered by fork(): the child serves it (child.py) and
 reports its own exit code, so a run finishes even if the template dies. The template keeps its copy of the
 connection only to notice a client that went away (its run is then terminated) and to report a child killed
-by a signal. Malformed requests are rejected and logged; the loop goes on.
+by a signal. Malformed requests are rejected and logged; the loop goes on. Level 0 (level0.Base) is a
+Template too, with an empty warm state: the same loop, runs, status and socket hand-over.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from logging.handlers import RotatingFileHandler
 from typing import Any
 
 from . import protocol, runtime
-from .freshness import RACY_MARGIN_NS, Snapshot, config_candidates
+from .freshness import RACY_MARGIN_NS, Plan, Snapshot, config_candidates
 from .paths import DaemonFiles
 from .warmup import WarmResult, warm_imports, warm_session
 
@@ -41,13 +45,13 @@ log = logging.getLogger("pytest_fastcollect.daemon")
 
 #: Seconds a client has to send its request after connecting.
 REQUEST_DEADLINE = 5.0
-#: Re-executions in a row for files that changed during the warm-up before the template serves anyway
+#: Level-1 builds in a row for files that changed during the warm-up before the template serves anyway
 #: (dirty modules are then re-imported by every run; a dirty conftest or config file refuses runs).
 MAX_REWARMS = 3
 #: Seconds between SIGTERM and SIGKILL for the run of a client that went away.
 KILL_GRACE = 5.0
-#: Seconds without a run, after a served run found changed project files, before a successor template is
-#: started to warm up with the new code (the re-warm; see Template._maybe_rewarm).
+#: Seconds without a run, after a served run found changed project files, before level 0 is asked for a
+#: successor template that warms up with the new code (the re-warm; see Template._maybe_rewarm).
 REWARM_DEBOUNCE = 1.0
 
 
@@ -68,8 +72,9 @@ class Spec:
     rewarms: int = 0
     #: client.files_digest of the test files the starter's run would collect: the warm-up must see the same
     files_digest: str = ""
-    #: pid of the template this one succeeds (a re-warm): it warms while that one serves, then takes the
-    #: socket over (an atomic rename) and tells it to leave (SIGUSR1); 0 for a template started anew
+    #: pid of the process holding the socket that a level 1 takes over from (level 0, or the level 1 it
+    #: succeeds in a re-warm): it warms while that one serves, then takes the socket over (an atomic rename)
+    #: and tells it (SIGUSR1); 0 for level 0
     successor_of: int = 0
     #: re-warms so far in this daemon's line of templates
     generation: int = 0
@@ -146,8 +151,17 @@ def _os_threads() -> int:
 
 
 class Template:
-    def __init__(self, spec: Spec) -> None:
+    """Level 1: the template that warms the project (conftests, test modules) and forks a child per run. It
+    is forked from level 0 (level0.Base) and talks to it over `channel` (a socketpair): it hands a run it
+    cannot serve to level 0 ("forward"), asks for a rebuild or a background re-warm, relays stop and reload,
+    and shows level 0's state in its status."""
+
+    #: 1 for the project's template, 0 for level0.Base
+    level = 1
+
+    def __init__(self, spec: Spec, channel: socket.socket | None = None) -> None:
         self.spec = spec
+        self.channel = channel
         self.files = DaemonFiles(Path(spec.folder), spec.key)
         self.started = time.time()
         self.state = "warming"
@@ -171,10 +185,8 @@ class Template:
         self.rewarm_due: str | None = None
         #: when a run was last going (monotonic): the re-warm's debounce counts from there
         self.last_run_at = time.monotonic()
-        #: pid and start (monotonic) of the successor template warming now, if any
-        self.successor: int | None = None
-        self.successor_started = 0.0
-        self.last_rewarm: str | None = None
+        #: when this template asked level 0 for a re-warm or a rebuild (monotonic), None if it did not
+        self.asked_rebuild: float | None = None
         #: set by SIGUSR1 from the successor: stop accepting, leave when the running runs are done
         self.handing_over = False
         #: RSS (KiB) when the warm-up ended; the last run child's peak RSS (wait4) and largest sampled PSS
@@ -240,7 +252,7 @@ class Template:
         alive = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
         if result.method == "imports" and self.spec.files_digest and result.files_digest != self.spec.files_digest:
             # the warm-up walked other test files than the run that started it: serving would give runs other
-            # imports than a plain run; no rebuild loop either: runs are local until a reload
+            # imports than a plain run; no rebuild loop either: level 0 serves runs until one finds other files
             self.state = "mismatch"
             self.state_reason = "the warm-up found other test files than its starter's run"
         elif alive:
@@ -263,11 +275,11 @@ class Template:
         self.warm_rss_kib = _rss_kib()
 
     # ---- socket -----------------------------------------------------------------------------------------
-    def bind(self) -> None:
-        """Listen on the key's socket. A successor (spec.successor_of) binds a name of the same length beside
-        it and renames it over the predecessor's: clients always find a socket that answers."""
+    def bind(self, handover: bool) -> None:
+        """Listen on the key's socket. Taking it over from the process that holds it (`handover`), bind a name
+        of the same length beside it and rename it over the holder's: clients always find a socket that
+        answers."""
         path = str(self.files.socket)
-        handover = self.spec.successor_of != 0
         bound = path[: -len(".sock")] + ".next" if handover and path.endswith(".sock") else path
         try:
             os.unlink(bound)  # we hold the lock: a socket file left at that name is stale
@@ -350,13 +362,33 @@ class Template:
             "log": str(self.files.log),
             "socket": str(self.files.socket),
             "generation": self.spec.generation,
-            "rewarm": (
-                f"successor pid {self.successor} warming for {time.monotonic() - self.successor_started:.1f}s"
-                if self.successor is not None
-                else self.last_rewarm or (f"due: {self.rewarm_due}" if self.rewarm_due else "-")
-            ),
+            "rewarm": f"due: {self.rewarm_due}" if self.rewarm_due else "-",
             **asdict(self.counters),
+            **self._levels(),
         }
+
+    def _levels(self) -> dict[str, Any]:
+        """Status fields of both levels: "pid" is the daemon's (level 0: the pid file's), "level0" and "level1"
+        describe each (level 0 is asked over the channel; its build of a successor shows as the re-warm)."""
+        mine = {"pid": os.getpid(), "state": self.state, "uptime": time.time() - self.started,
+                "started_because": self.spec.reason, "warm_seconds": round(self.warm_seconds, 3)}
+        out: dict[str, Any] = {"level1": mine}
+        base: dict[str, Any] | None = None
+        if self.channel is not None:
+            try:
+                self.channel.settimeout(2.0)
+                protocol.send(self.channel, {"type": "status"})
+                base, _ = protocol.recv(self.channel, deadline=time.monotonic() + 2.0)
+            except (OSError, EOFError, protocol.ProtocolError) as exc:
+                log.warning("level 0 did not answer a status request: %s", exc)
+        if base is not None:
+            out["pid"] = base.get("pid")
+            out["level0"] = base.get("level0")
+            if base.get("building"):
+                out["rewarm"] = base["building"]
+            elif base.get("last_build_failed"):
+                out["rewarm"] = base["last_build_failed"]
+        return out
 
     # ---- loop -------------------------------------------------------------------------------------------
     def serve(self) -> None:
@@ -372,11 +404,11 @@ class Template:
                     self._accept()
                 self.close_listener()
                 self._reap()
-                if not self.runs:
-                    log.info("handed over to the successor template: exiting")
+                if self._handed_over():
                     break
             watched: list[Any] = [self.listener] if self.listener is not None else []
             watched += [r.conn for r in self.runs.values() if r.conn is not None]
+            watched += self._channels()
             try:
                 readable, _, _ = select.select(watched, [], [], 0.25)
             except OSError as exc:
@@ -388,18 +420,82 @@ class Template:
             for sock in readable:
                 if sock is self.listener:
                     self._accept()
-                else:
+                elif any(r.conn is sock for r in self.runs.values()):
                     self._client_event(sock)
+                else:
+                    self._channel_event(sock)
             self._reap()
             self._escalate()
             self._maybe_rewarm()
             self._watch_memory()
+            if self.reexec_reason is not None and self.channel is not None:
+                self._ask_rebuild(self.reexec_reason)
             if self.runs:
                 self.last_activity = self.last_run_at = time.monotonic()
-            elif self.spec.idle_timeout > 0 and time.monotonic() - self.last_activity > self.spec.idle_timeout:
+            elif self._idle():
                 log.info("idle for %.0fs: exiting", self.spec.idle_timeout)
+                self.tell({"type": "stop", "reason": "idle"})
                 break
         self.close_listener()
+
+    def _idle(self) -> bool:
+        return self.spec.idle_timeout > 0 and time.monotonic() - self.last_activity > self.spec.idle_timeout
+
+    def _handed_over(self) -> bool:
+        """After a successor took the socket: True to leave the loop (level 1: once its runs are done)."""
+        if self.runs:
+            return False
+        log.info("handed over to the successor template: exiting")
+        return True
+
+    def _channels(self) -> list[socket.socket]:
+        return [self.channel] if self.channel is not None else []
+
+    def _channel_event(self, sock: socket.socket) -> None:
+        """Level 0 closed its end (it exited): nobody can rebuild this template; stop."""
+        try:
+            sock.setblocking(False)
+            data = sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            try:  # a reply that came after its request timed out: discard it
+                sock.setblocking(True)
+                _, fds = protocol.recv(sock, deadline=time.monotonic() + 1.0, max_fds=4)
+                for fd in fds:
+                    os.close(fd)
+                return
+            except (OSError, EOFError, protocol.ProtocolError):
+                pass
+        log.warning("level 0 went away: exiting")
+        self.channel = None
+        self.stopping = True
+
+    def tell(self, message: dict[str, Any], fds: list[int] | None = None) -> bool:
+        """Send `message` (and `fds`) to level 0; False if there is no level 0 to tell."""
+        if self.channel is None:
+            return False
+        try:
+            self.channel.setblocking(True)
+            self.channel.settimeout(5.0)
+            protocol.send(self.channel, message, fds or ())
+            return True
+        except OSError as exc:
+            log.warning("level 0 unreachable (%s)", exc)
+            return False
+
+    def _ask_rebuild(self, reason: str, files_digest: str | None = None) -> None:
+        """Ask level 0 to take the socket back and build a new level 1 (this one serves until it does)."""
+        self.reexec_reason = None
+        if self.asked_rebuild is not None:
+            return
+        self.asked_rebuild = time.monotonic()
+        log.info("asking level 0 for a rebuild: %s", reason)
+        if files_digest is None:
+            files_digest = self.warm_result.files_digest if self.warm_result is not None else self.spec.files_digest
+        self.tell({"type": "rebuild", "reason": reason, "files_digest": files_digest, "counters": asdict(self.counters)})
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         self.stopping = True
@@ -419,8 +515,8 @@ class Template:
             pss = _pss_kib(run.pid)
             if pss is not None and (run.pss_kib is None or pss > run.pss_kib):
                 run.pss_kib = pss
-        if self.runs or self.successor is not None or self.handing_over:
-            return
+        if self.runs or self.asked_rebuild is not None or self.handing_over or self.level == 0:
+            return  # (level 0 holds pytest alone: it is not restarted for memory)
         reason = memory_restart_reason(_rss_kib(), self.warm_rss_kib, self.spec.max_memory_mib)
         if reason is not None:
             log.info("%s: restarting", reason)
@@ -431,7 +527,7 @@ class Template:
         going for REWARM_DEBOUNCE seconds: a fresh interpreter warms up with the new code while this one
         keeps serving (its runs evict the changed modules), then takes over, so that the run after an edit
         is as warm as the one before. Not while handing over, warming a successor already, or not ready."""
-        if self.rewarm_due is None or self.successor is not None or self.handing_over or self.runs:
+        if self.rewarm_due is None or self.asked_rebuild is not None or self.handing_over or self.runs:
             return
         if self.state != "ready" or self.snapshot is None:
             return
@@ -443,38 +539,11 @@ class Template:
         self._spawn_successor(f"re-warm: {reason}")
 
     def _spawn_successor(self, reason: str) -> None:
+        """Ask level 0 to fork a successor level 1 that warms while this one serves, then takes over."""
         digest = self.warm_result.files_digest if self.warm_result is not None else self.spec.files_digest
-        spec = replace(self.spec, reason=reason, rewarms=0, files_digest=digest, successor_of=os.getpid(),
-                       generation=self.spec.generation + 1)
-        argv = _serve_argv(spec)
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - replaced by exec at once
-            try:
-                os.set_inheritable(spec.lock_fd, True)  # the same lock: one daemon per key, held throughout
-                os.execv(argv[0], argv)
-            finally:
-                os._exit(1)
-        self.successor = pid
-        self.successor_started = time.monotonic()
-        log.info("re-warm: successor template pid %d started (%s)", pid, reason)
-
-    def _successor_ended(self, pid: int, status: int) -> None:
-        self.successor = None
-        if self.handing_over:
-            return  # it took over and is serving: we are leaving
-        self.last_rewarm = f"successor pid {pid} ended (status {status}) without taking over; see the log"
-        log.warning("re-warm: %s", self.last_rewarm)
-
-    def stop_successor(self) -> None:
-        """A template that stops or re-executes takes its warming successor with it."""
-        if self.successor is None or self.handing_over:
-            return
-        try:
-            os.kill(self.successor, signal.SIGTERM)
-            os.waitpid(self.successor, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        self.successor = None
+        if self.tell({"type": "rewarm", "reason": reason, "files_digest": digest}):
+            self.asked_rebuild = time.monotonic()
+            log.info("re-warm requested from level 0 (%s)", reason)
 
     def _accept(self) -> None:
         assert self.listener is not None
@@ -509,12 +578,14 @@ class Template:
             self._reply_and_close(conn, self.status())
         elif kind == "stop":
             log.info("stop requested")
+            self.tell({"type": "stop", "reason": "stop requested"})
             self._reply_and_close(conn, {"type": "ok"})
             self.stopping = True
         elif kind == "reload":
             log.info("reload requested")
             self._reply_and_close(conn, {"type": "ok"})
-            self.reexec_reason = "reload requested"
+            if not self.tell({"type": "restart", "reason": "reload requested"}):
+                self.reexec_reason = "reload requested"
         else:
             self.counters.rejected += 1
             self.counters.last_error = f"rejected a request of unknown type {kind!r}"
@@ -559,30 +630,40 @@ class Template:
         if request["key"] != self.spec.key:
             self._refuse(conn, fds, "key differs")
             return
+        plan = self._plan(conn, request, fds, worker)
+        if plan is None:
+            return
+        self._fork_run(conn, request, fds, worker, plan)
+
+    def _plan(self, conn: socket.socket, request: dict[str, Any], fds: list[int], worker: bool) -> Plan | None:
+        """The evictions for a run this template can serve, or None once it has handed the run on or
+        refused it (a test file added or removed, a stale conftest or config file: level 0 serves it)."""
         warm = self.warm_result
         if not worker and self.state == "ready" and warm is not None and warm.method == "imports" and (
             request.get("files_digest") != warm.files_digest
         ):
             # a test file was added or removed since the warm-up: a plain run would import another set of
-            # files; warm again with the same arguments, expecting the files this run sees
-            self._refuse(conn, fds, "test files added or removed since the warm-up")
-            self.reexec_reason = "test files added or removed"
-            self.next_digest = str(request.get("files_digest") or "")
-            return
+            # files; level 0 serves it and warms a new level 1 with the same arguments, expecting these files
+            self._unusable(conn, request, fds, worker, "test files added or removed since the warm-up",
+                           str(request.get("files_digest") or ""))
+            return None
         if self.state != "ready" or self.snapshot is None:
             self._refuse(conn, fds, f"template {self.state}: {self.state_reason}")
-            return
+            return None
         plan = self.snapshot.plan(sys.modules)
         if plan.refuse:
-            self._refuse(conn, fds, plan.refuse)
-            self.reexec_reason = plan.refuse
-            return
+            self._unusable(conn, request, fds, worker, plan.refuse, None)
+            return None
+        return plan
+
+    def _fork_run(self, conn: socket.socket, request: dict[str, Any], fds: list[int], worker: bool, plan: Plan) -> None:
         from .child import ChildContext, run
 
+        assert self.snapshot is not None
+
         others = [r.conn for r in self.runs.values() if r.conn is not None]
-        assert self.listener is not None
         ctx = ChildContext(
-            close_sockets=[self.listener, *others],
+            close_sockets=[s for s in (self.listener, *others, *self._channels()) if s is not None],
             close_fds=[self.spec.lock_fd],
             warnings_filters=self.warnings_filters,
             sys_path_added=self.sys_path_added,
@@ -594,6 +675,8 @@ class Template:
             socket=str(self.files.socket),
             key=self.spec.key,
             worker=worker,
+            level=self.level,
+            level_note=self._level_note(),
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded fork": native pools only
@@ -604,12 +687,34 @@ class Template:
             os.close(fd)  # a pipe reader must see EOF when the child is done, not when the template is
         self.counters.served += 1
         self.runs[pid] = Run(pid, conn, time.monotonic())
-        if plan.changed:
+        if plan.changed and self.level == 1:
             names = ", ".join(os.path.relpath(p, self.spec.rootdir) for p in plan.changed[:3])
             more = f" and {len(plan.changed) - 3} more" if len(plan.changed) > 3 else ""
             self.rewarm_due = f"{len(plan.changed)} changed file{'s' if len(plan.changed) != 1 else ''} ({names}{more})"
         what = "xdist worker" if worker else " ".join(request["argv"][1:])[:200]
-        log.info("run %d: pid %d, %d changed, %d evicted: %s", self.counters.served, pid, len(plan.changed), len(plan.evict), what)
+        log.info("run %d: pid %d, level %d, %d changed, %d evicted: %s", self.counters.served, pid, self.level,
+                 len(plan.changed), len(plan.evict), what)
+
+    def _level_note(self) -> str:
+        return ""
+
+    def _unusable(self, conn: socket.socket, request: dict[str, Any], fds: list[int], worker: bool, reason: str,
+                  files_digest: str | None) -> None:
+        """This template cannot serve the run (`reason`): hand the connection and the client's fds to level 0,
+        which serves it from its own state (pytest warm, the project imported fresh) and builds a new level
+        1 (`files_digest`: the test files the next warm-up must find, None for the same). Without a level 0,
+        refuse: the client runs locally."""
+        message = {"type": "forward", "reason": reason, "files_digest": files_digest, "worker": worker,
+                   "request": request, "counters": asdict(self.counters)}
+        if self.tell(message, [conn.fileno(), *fds]):
+            self.asked_rebuild = self.asked_rebuild or time.monotonic()
+            log.info("run handed to level 0: %s", reason)
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            return
+        self._refuse(conn, fds, reason)
+        self.reexec_reason = reason
 
     def _client_event(self, conn: socket.socket) -> None:
         run = next((r for r in self.runs.values() if r.conn is conn), None)
@@ -641,18 +746,16 @@ class Template:
                 _signal_group(run.pid, signal.SIGKILL)
 
     def _reap(self) -> None:
-        while self.runs or self.successor is not None:
+        while self.runs or self._other_children():
             try:
                 pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
-            if pid == self.successor:
-                self._successor_ended(pid, status)
-                continue
             run = self.runs.pop(pid, None)
             if run is None:
+                self._child_ended(pid, status)
                 continue
             self.last_child_memory = (int(usage.ru_maxrss), run.pss_kib)
             log.info("run pid %d ended (status %d) after %.3fs", pid, status, time.monotonic() - run.started)
@@ -675,11 +778,21 @@ class Template:
             if run.conn is not None:
                 run.conn.close()
 
+    def _other_children(self) -> bool:
+        """Children besides runs (level 0: its level-1 templates) to reap."""
+        return False
+
+    def _child_ended(self, pid: int, status: int) -> None:
+        pass
+
+    def stop_children(self) -> None:
+        pass
+
     def reexec(self) -> None:
-        """Replace this process with a fresh template (same pid, same lock): a cold interpreter re-warms."""
+        """Replace this process with a fresh daemon (same pid, same lock): a cold interpreter warms again."""
         reason = self.reexec_reason or "rebuild"
         log.info("re-executing to rebuild the warm state: %s", reason)
-        self.stop_successor()
+        self.stop_children()
         self.close_listener()
         for run in self.runs.values():
             if run.conn is not None:
@@ -687,16 +800,14 @@ class Template:
         logging.shutdown()
         rewarms = self.spec.rewarms + 1 if reason.endswith("during the warm-up") else 0
         digest = self.next_digest if self.next_digest is not None else self.spec.files_digest
-        # a successor that never took over still has to; one that serves (or served) has no predecessor
-        successor_of = self.spec.successor_of if self.socket_inode == -1 else 0
-        spec = replace(self.spec, reason=reason, rewarms=rewarms, files_digest=digest, successor_of=successor_of)
+        spec = replace(self.spec, reason=reason, rewarms=rewarms, files_digest=digest, successor_of=0)
         os.set_inheritable(spec.lock_fd, True)
         argv = _serve_argv(spec)
         os.execv(argv[0], argv)
 
 
 def _serve_argv(spec: Spec) -> list[str]:
-    """The command of a template process for `spec` in a fresh interpreter (re-execution, successor)."""
+    """The command of a daemon process for `spec` in a fresh interpreter (re-execution)."""
     from .spawn import interpreter
 
     return [*interpreter(), "-m", "pytest_fastcollect.daemon", "serve", "--no-detach", spec.to_json()]
@@ -752,46 +863,78 @@ def _setup_logging(files: DaemonFiles) -> None:
     log.propagate = False
 
 
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return int(fh.read().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def run_level1(spec: Spec, channel: socket.socket) -> int:
+    """The life of a level-1 template, in a process forked from level 0 (level0.Base.build): warm the
+    project, take the socket over from `spec.successor_of` (level 0 or the level 1 it succeeds) and serve.
+    One that is not ready never takes over: it tells level 0 why (a warm-up that saw files change asks for
+    another build) and exits, and level 0 goes on serving runs itself."""
+    runtime.set_role("template")
+    template = Template(spec, channel)
+    try:
+        template.warm()
+        if template.reexec_reason is not None:
+            template.tell({"type": "rebuild", "reason": template.reexec_reason, "rewarms": spec.rewarms + 1,
+                           "files_digest": spec.files_digest, "counters": None})
+            return 0
+        if template.state != "ready":
+            log.warning("level 1 %s (%s): not taking over", template.state, template.state_reason)
+            template.tell({"type": "not-ready", "state": template.state, "reason": template.state_reason})
+            return 1
+        template.bind(handover=True)
+        # the holder was level 0 (our parent) or the level 1 we succeed (our sibling): not a reused pid
+        if spec.successor_of in (os.getppid(),) or _parent_of(spec.successor_of) == os.getppid():
+            try:
+                os.kill(spec.successor_of, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
+        template.tell({"type": "holding"})
+        log.info("level 1 pid %d took over from pid %d", os.getpid(), spec.successor_of)
+        template.serve()
+    except Exception:  # noqa: BLE001
+        log.exception("level 1 failed")
+        template.close_listener()
+        return 1
+    log.info("level 1 pid %d exits", os.getpid())
+    return 0
+
+
 def serve_main(spec_json: str) -> int:
-    """Entry point of the daemon process (see __main__.py, which has detached it already)."""
+    """Entry point of the daemon process (see __main__.py, which has detached it already): level 0
+    (level0.Base), which builds level 1."""
+    from .level0 import Base
+
     spec = Spec.from_json(spec_json)
     os.umask(0o077)  # the log, pid and cache files are the user's alone (runs get the client's umask)
     runtime.set_role("template")
-    template = Template(spec)
-    _setup_logging(template.files)
+    base = Base(spec)
+    _setup_logging(base.files)
     try:
         fcntl.flock(spec.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours already (inherited): re-asserted
     except OSError as exc:
-        log.error("lock %s not held (%s): another daemon has it; exiting", template.files.lock, exc)
+        log.error("lock %s not held (%s): another daemon has it; exiting", base.files.lock, exc)
         return 1
-    os.set_inheritable(spec.lock_fd, False)
-    if not spec.successor_of:  # a successor's pid is written when it takes over (stop/status read it)
-        template.files.pid.write_text(f"{os.getpid()}\n", encoding="ascii")
+    base.files.pid.write_text(f"{os.getpid()}\n", encoding="ascii")
     log.info("daemon pid %d for %s (key %s): %s", os.getpid(), spec.rootdir, spec.key, spec.reason)
     try:
-        template.warm()
-        if template.reexec_reason is None:
-            if spec.successor_of and template.state != "ready":
-                # the predecessor keeps serving (evicting what changed); taking over would refuse every run
-                log.warning("re-warm: template %s (%s): not taking over", template.state, template.state_reason)
-                return 1
-            template.bind()
-            if spec.successor_of:
-                template.files.pid.write_text(f"{os.getpid()}\n", encoding="ascii")
-                if os.getppid() == spec.successor_of:  # still our parent: not a reused pid
-                    try:
-                        os.kill(spec.successor_of, signal.SIGUSR1)
-                    except ProcessLookupError:
-                        pass
-                log.info("re-warm: took over from pid %d", spec.successor_of)
-            template.serve()
+        base.warm()
+        base.bind(handover=False)
+        base.build(spec.reason, files_digest=spec.files_digest, rewarms=spec.rewarms)
+        base.serve()
     except Exception:  # noqa: BLE001
         log.exception("daemon failed")
-        template.close_listener()
-        template.stop_successor()
+        base.close_listener()
+        base.stop_children()
         return 1
-    template.stop_successor()
-    if template.reexec_reason is not None and not template.stopping:
-        template.reexec()
+    base.stop_children()
+    if base.reexec_reason is not None and not base.stopping:
+        base.reexec()
     log.info("daemon pid %d exits", os.getpid())
     return 0
