@@ -43,9 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         prime=without_selection(pytest_args) if ns.prime else None,
     )
     if ns.json:
+        served = next((ln for ln in cmp.plugin.stdout.splitlines() if ln.startswith("fastcollect: run by the warm")), "")
         print(json.dumps({"ok": cmp.ok, "differences": cmp.differences,
-                          "plain": {"exit": cmp.plain.returncode, "items": len(cmp.plain.record.get("items", []))},
-                          "plugin": {"exit": cmp.plugin.returncode, "items": len(cmp.plugin.record.get("items", []))}}))
+                          "plain": {"exit": cmp.plain.returncode, "items": len(cmp.plain.record.get("items", [])),
+                                    "seconds": round(cmp.plain.seconds, 3), "summary": cmp.plain.summary},
+                          "plugin": {"exit": cmp.plugin.returncode, "items": len(cmp.plugin.record.get("items", [])),
+                                     "seconds": round(cmp.plugin.seconds, 3), "summary": cmp.plugin.summary,
+                                     "served": served}}))
     else:
         print(format_report(cmp))
     return 0 if cmp.ok else 1

@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ class Side:
     stdout: str
     stderr: str
     record: dict[str, Any]
+    #: wall-clock seconds of the process
+    seconds: float = 0.0
 
     @property
     def summary(self) -> str:
@@ -75,12 +78,14 @@ def run_side(
         run_env = dict(os.environ if env is None else env)
         run_env[ENV] = record_path
         argv = [sys.executable, "-m", "pytest", *pytest_args, *extra, "-p", "pytest_fastcollect.parity.recorder"]
+        t0 = time.perf_counter()
         proc = subprocess.run(argv, cwd=path, env=run_env, capture_output=True, text=True, timeout=timeout)
+        seconds = time.perf_counter() - t0
         record: dict[str, Any] = {}
         if os.path.exists(record_path):
             with open(record_path, encoding="utf-8") as fh:
                 record = json.load(fh)
-    return Side(name, argv, proc.returncode, proc.stdout, proc.stderr, record)
+    return Side(name, argv, proc.returncode, proc.stdout, proc.stderr, record, seconds)
 
 
 def daemon_record_path(path: Path) -> str:
