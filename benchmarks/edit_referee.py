@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -79,6 +80,7 @@ def main() -> int:
     ap.add_argument("--other-version", default="1.13.3", help="the version the last step installs")
     ap.add_argument("--json", type=Path)
     ns = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # edits are undone on SIGTERM too
     suite = suites.SUITES[ns.suite]()
     package, (var, value), keyword = SETTINGS[ns.suite]
     keyword = ns.keyword or keyword
@@ -151,7 +153,14 @@ def main() -> int:
         if added.exists():
             added.unlink()
         subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", pinned], check=False)
-        subprocess.run([python, "-m", "pytest", *suite.args, "--daemon-stop"], cwd=cwd, env=env, capture_output=True)
+        # the referee's plugin side runs with its record path in the environment (part of the daemon's key)
+        from pytest_fastcollect.parity.recorder import ENV
+        from pytest_fastcollect.parity.referee import daemon_record_path
+
+        for stop_env in ({**env, ENV: daemon_record_path(Path(cwd))},
+                         {k: v for k, v in env.items() if k != var} | {ENV: daemon_record_path(Path(cwd))}):
+            subprocess.run([python, "-m", "pytest", *suite.args, "--daemon-stop"], cwd=cwd, env=stop_env,
+                           capture_output=True)
     print(f"\n{ns.suite}: {len(rows)} comparisons, {failures} with differences; args {' '.join(args)}; "
           f"{report.machine()}")
     if ns.json:

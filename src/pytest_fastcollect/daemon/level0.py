@@ -33,6 +33,7 @@ import gc
 import importlib
 import logging
 import os
+import select
 import signal
 import socket
 import sys
@@ -43,8 +44,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from . import protocol
-from .freshness import Plan, Snapshot
-from .server import Counters, Spec, Template, run_level1
+from .freshness import RACY_MARGIN_NS, Plan, Snapshot
+from .server import MAX_REWARMS, Counters, Spec, Template, run_level1
 
 log = logging.getLogger("pytest_fastcollect.daemon")
 
@@ -116,6 +117,12 @@ class Base(Template):
         self.warnings_filters = list(warnings.filters)
         self.snapshot = Snapshot(self.spec.rootdir, sys.modules, set(sys.modules), [], started_ns,
                                  [os.path.abspath(p or ".") for p in sys.path])
+        if self.snapshot.dirty and self.spec.rewarms < MAX_REWARMS:
+            # a file it imported was written just before (e.g. the plugin reinstalled): it may hold older
+            # code than the file; start again once the file is older than the margin (serve_main)
+            newest = max(max(self.snapshot.entries[p].mtime_ns, self.snapshot.entries[p].ctime_ns) for p in self.snapshot.dirty)
+            time.sleep(max(0.0, (newest + RACY_MARGIN_NS - time.time_ns()) / 1e9))
+            self.reexec_reason = f"{len(self.snapshot.dirty)} files changed during the warm-up of level 0"
         alive = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
         if alive:
             self.state, self.state_reason = "not forkable", f"threads alive in level 0: {', '.join(alive)}"
@@ -268,8 +275,13 @@ class Base(Template):
             if build.holding:
                 self._take_back()
             rewarms = message.get("rewarms")
-            self.build(f"rebuild: {message.get('reason')}", files_digest=message.get("files_digest"),
-                       rewarms=rewarms if isinstance(rewarms, int) else 0)
+            if isinstance(rewarms, int):  # its own warm-up saw files change: the same build again
+                reason = f"{build.reason.split('; warmed again')[0]}; warmed again: {message.get('reason')}"
+            else:
+                reason = f"rebuild: {message.get('reason')}"
+            holder = self._holder()  # (a re-warm's build: the level 1 still serving, which the next one succeeds)
+            self.build(reason, files_digest=message.get("files_digest"), rewarms=rewarms if isinstance(rewarms, int) else 0,
+                       successor_of=holder.pid if holder is not None else 0)
         elif kind == "rewarm":
             if self._warming() is None:
                 self.build(str(message.get("reason")), files_digest=message.get("files_digest"), successor_of=build.pid)
@@ -298,9 +310,13 @@ class Base(Template):
             pass
 
     def _child_ended(self, pid: int, status: int) -> None:
-        build = self.builds.pop(pid, None)
+        build = self.builds.get(pid)
         if build is None:
             return
+        # what it said before it exited (e.g. "rebuild" just before leaving) is still to be read
+        while build.channel is not None and select.select([build.channel], [], [], 0)[0]:
+            self._channel_event(build.channel)
+        del self.builds[pid]
         if build.channel is not None:
             build.channel.close()
         log.info("level 1 pid %d ended (status %d, %s)", pid, status, build.state)

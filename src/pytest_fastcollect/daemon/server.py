@@ -32,7 +32,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from logging.handlers import RotatingFileHandler
 from typing import Any
 
@@ -45,7 +45,7 @@ log = logging.getLogger("pytest_fastcollect.daemon")
 
 #: Seconds a client has to send its request after connecting.
 REQUEST_DEADLINE = 5.0
-#: Level-1 builds in a row for files that changed during the warm-up before the template serves anyway
+#: Warm-ups in a row (level 0 re-executions, level-1 builds) for files that changed during the warm-up before serving anyway
 #: (dirty modules are then re-imported by every run; a dirty conftest or config file refuses runs).
 MAX_REWARMS = 3
 #: Seconds between SIGTERM and SIGKILL for the run of a client that went away.
@@ -523,10 +523,10 @@ class Template:
             self.reexec_reason = reason
 
     def _maybe_rewarm(self) -> None:
-        """Start a successor template once a served run has found changed project files and no run has been
-        going for REWARM_DEBOUNCE seconds: a fresh interpreter warms up with the new code while this one
-        keeps serving (its runs evict the changed modules), then takes over, so that the run after an edit
-        is as warm as the one before. Not while handing over, warming a successor already, or not ready."""
+        """Ask level 0 for a successor once a served run has found changed project files and no run has been
+        going for REWARM_DEBOUNCE seconds: a level 1 forked from level 0 warms up with the new code while this
+        one keeps serving (its runs evict the changed modules), then takes over, so that the run after an
+        edit is as warm as the one before. Not while handing over, after asking once, or not ready."""
         if self.rewarm_due is None or self.asked_rebuild is not None or self.handing_over or self.runs:
             return
         if self.state != "ready" or self.snapshot is None:
@@ -798,7 +798,7 @@ class Template:
             if run.conn is not None:
                 run.conn.close()
         logging.shutdown()
-        rewarms = self.spec.rewarms + 1 if reason.endswith("during the warm-up") else 0
+        rewarms = self.spec.rewarms + 1 if reason.endswith("during the warm-up of level 0") else 0
         digest = self.next_digest if self.next_digest is not None else self.spec.files_digest
         spec = replace(self.spec, reason=reason, rewarms=rewarms, files_digest=digest, successor_of=0)
         os.set_inheritable(spec.lock_fd, True)
@@ -925,9 +925,10 @@ def serve_main(spec_json: str) -> int:
     log.info("daemon pid %d for %s (key %s): %s", os.getpid(), spec.rootdir, spec.key, spec.reason)
     try:
         base.warm()
-        base.bind(handover=False)
-        base.build(spec.reason, files_digest=spec.files_digest, rewarms=spec.rewarms)
-        base.serve()
+        if base.reexec_reason is None:
+            base.bind(handover=False)
+            base.build(spec.reason, files_digest=spec.files_digest)
+            base.serve()
     except Exception:  # noqa: BLE001
         log.exception("daemon failed")
         base.close_listener()
