@@ -7,9 +7,10 @@ A record of test file F is valid only while all of these are unchanged (issue #3
   folders installed packages live in (an install or uninstall changes them), and every command-line option
   that can change collection (all of pytest's option namespace except the output-only and run-only ones
   listed in IGNORED_OPTIONS);
-- the manifest: every project module (a `.py` file under rootdir, outside the interpreter's and site
-  folders) that was imported when the record was written, conftests included: a change to any of them
-  invalidates every record written with that manifest (coarse, never too optimistic);
+- the manifest: every module file outside the interpreter's and site folders (the project's modules under
+  rootdir, conftests included, and those of sibling projects or PYTHONPATH folders: manifest_files()) that
+  was imported when the record was written: a change to any of them invalidates every record written with
+  that manifest (coarse, never too optimistic);
 - F's own bytes, and those of every test file F imports, transitively, by the scanner's static imports
   (graph/): a changed test file invalidates itself and its reverse-import closure.
 File identity: (mtime_ns, ctime_ns, size, inode) as the stat pass sees it; a differing stat, or a file whose
@@ -107,20 +108,21 @@ def run_key(config: pytest.Config, conftests: Iterable[str]) -> str:
     return hashlib.sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
-def project_files(modules: Mapping[str, Any], rootdir: str) -> set[str]:
-    """Files of the modules in `modules` (sys.modules) that are project modules: a `.py` file under rootdir
-    (as given or resolved) and outside the interpreter's prefixes and site folders
-    (daemon/freshness.excluded_folders). Paths as in `__file__` (absolute), not resolved: cheap enough to run
-    after every recorded collection."""
+def manifest_files(modules: Mapping[str, Any]) -> set[str]:
+    """Files of the modules in `modules` (sys.modules) that a record's manifest fingerprints: every `.py` file
+    outside the interpreter's prefixes and site folders (daemon/freshness.excluded_folders): the project's
+    modules under rootdir, and modules from anywhere else that is not installed there (a sibling project on
+    `pythonpath` or installed editable, a folder on PYTHONPATH), whose in-place edits no site-folder mtime
+    shows. Paths as in `__file__` (absolute), not resolved: cheap enough to run after every recorded
+    collection. Installed packages are covered by the site folders' mtimes in the run key."""
     from .daemon.freshness import excluded_folders
 
-    roots = tuple({os.path.join(rootdir, ""), os.path.join(os.path.realpath(rootdir), "")})
     excluded = tuple(os.path.join(f, "") for f in excluded_folders())
     excluded += tuple(os.path.join(os.path.abspath(p), "") for p in (sys.prefix, sys.base_prefix, sys.exec_prefix))
     out: set[str] = set()
     for module in list(modules.values()):
         file = getattr(module, "__file__", None)
-        if isinstance(file, str) and file.endswith(".py") and file.startswith(roots) and not file.startswith(excluded):
+        if isinstance(file, str) and file.endswith(".py") and os.path.isabs(file) and not file.startswith(excluded):
             out.add(file)
     return out
 

@@ -409,6 +409,28 @@ def test_stale_records_are_never_used(what: str, args: list[str], corpus_copy, m
     _check(root, args, env=env, min_skipped=1)
 
 
+def test_an_edit_in_a_sibling_project_invalidates_the_records(tmp_path: Path) -> None:
+    """A test file parametrizes over a module of a sibling project (a folder on `pythonpath` outside rootdir,
+    as an editable install of another project would be): editing that module in place changes the ids, so the
+    records written before it must not decide the next `-k` run (the referee stays at 0 differences)."""
+    root, sibling = tmp_path / "proj", tmp_path / "sibling"
+    (root / "tests").mkdir(parents=True)
+    sibling.mkdir()
+    (sibling / "sizes.py").write_text("SIZES = [1, 2, 3]\n")
+    # an absolute path (`../sibling` would make `__file__` start with rootdir: the folder of an editable install)
+    (root / "pytest.ini").write_text(f"[pytest]\ntestpaths = tests\npythonpath = {sibling}\n")
+    (root / "tests" / "test_sizes.py").write_text(
+        "import pytest\nfrom sizes import SIZES\n\n@pytest.mark.parametrize('n', SIZES)\ndef test_size(n):\n    pass\n"
+    )
+    (root / "tests" / "test_other.py").write_text("def test_other():\n    pass\n")
+    assert _pytest(root, "--collect-only", "-q").returncode == 0
+    _check(root, ["-k", "other"])  # recorded: test_sizes.py is left unimported
+    time.sleep(0.01)
+    (sibling / "sizes.py").write_text("SIZES = [1, 2, 3, 4]\n")
+    _check(root, ["-k", "4"], min_skipped=0)  # the record of test_sizes.py is stale: it must be imported
+    _check(root, ["-k", "4"])
+
+
 def test_a_conftest_that_drops_items_keeps_its_files_imported(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\n")
     pytester.makeconftest(
