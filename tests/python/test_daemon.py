@@ -357,9 +357,13 @@ def test_kill_9_of_the_daemon_lets_the_run_finish(project: Path, tmp_path: Path)
 
 def test_stale_socket_is_cleaned_up(project: Path, daemon_env: Path) -> None:
     base = start(project)
-    daemons = daemon_processes(daemon_env)  # level 0 and level 1: stopped first, so neither reacts to the other
-    for daemon in sorted(daemons, key=lambda pid: pid != base):
-        os.kill(daemon, signal.SIGSTOP)
+    # level 0 first, then whatever it forked (level 1, a build): all stopped before any is killed, so none
+    # reacts to another's death (a level 1 left alone would take the socket over or remove it)
+    daemons: set[int] = set()
+    while new := set(daemon_processes(daemon_env)) - daemons:
+        for daemon in sorted(new, key=lambda pid: pid != base):
+            os.kill(daemon, signal.SIGSTOP)
+        daemons |= new
     for daemon in daemons:
         os.kill(daemon, signal.SIGKILL)
     for daemon in daemon_processes(daemon_env):
