@@ -143,7 +143,7 @@ class Base(Template):
             self._terminate(build)
         digest = self.spec.files_digest if files_digest is None else files_digest
         spec = replace(self.spec, reason=reason, rewarms=rewarms, files_digest=digest,
-                       successor_of=successor_of or os.getpid(), generation=self.spec.generation + len(self.builds))
+                       successor_of=successor_of or os.getpid(), generation=self.spec.generation + 1)
         ours, theirs = socket.socketpair()
         inherited = [s for s in (self.listener, *[r.conn for r in self.runs.values()], *self._channels(), ours)
                      if s is not None]
