@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-bash scripts/bootstrap.sh "$here/.venv" "pytest==9.2.0" "pytest-xdist==3.8.0"
+bash scripts/bootstrap.sh "$here/.venv" "pytest==9.2.0" "pytest-xdist==3.8.0" "pytest-cov==7.1.0" "coverage==7.17.0"
 
 echo "== C++: GoogleTest via ctest"
 cmake -S . -B build/ctest -G Ninja -DBUILD_TESTING=ON -DFASTCOLLECT_BUILD_EXTENSION=OFF \
@@ -17,5 +17,5 @@ echo "== Python: pytest 9.x"
 "$here/.venv/bin/python" -m pytest tests/python -p no:cacheprovider "$@"
 
 echo "== Python: pytest 8.x"
-bash scripts/bootstrap.sh "$here/.venv-pytest8" "pytest==8.4.2" "pytest-xdist==3.8.0"
+bash scripts/bootstrap.sh "$here/.venv-pytest8" "pytest==8.4.2" "pytest-xdist==3.8.0" "pytest-cov==7.1.0" "coverage==7.17.0"
 "$here/.venv-pytest8/bin/python" -m pytest tests/python -p no:cacheprovider "$@"

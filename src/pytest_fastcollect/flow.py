@@ -365,15 +365,23 @@ class RecordsRun:
             ]
         return []
 
-    def close(self) -> None:
-        """End of the session: store this run's new -k/-m decisions (also on an xdist controller, which
-        collects nothing), then close the database. Never raises."""
+    def release(self) -> None:
+        """After collection: store this run's new -k/-m decisions and close the database connection, so the
+        tests run with no fd of the plugin's open (a later write, e.g. an xdist controller's, reopens it).
+        Never raises."""
         if self.store is not None and self.learnt:
             self.store.save_decisions(self.query, self.learnt)
             self.learnt = []
+            if self.store.warning:
+                self.warning = self.store.warning
         if self.store is not None:
-            self.store.close()
-            self.store = None
+            self.store.release()
+
+    def close(self) -> None:
+        """End of the session: store what is left (an xdist controller collects nothing: its decisions are
+        stored here), then close the database. Never raises."""
+        self.release()
+        self.store = None
 
 
 def _declares_plugins(module: pytest.Module) -> bool:

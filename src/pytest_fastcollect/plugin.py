@@ -247,6 +247,7 @@ def pytest_collection_modifyitems(
     result = yield
     run.report_placeholders()
     run.record(items)
+    run.release()
     return result
 
 

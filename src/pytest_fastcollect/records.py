@@ -164,25 +164,52 @@ class RecordStore:
         self.read_only = read_only
         self.warning = ""
         self._db: sqlite3.Connection | None = None
+        #: set once the file proved unusable for this run (then every method answers "nothing")
+        self._unusable = False
+        self._connection()
+
+    def _connection(self) -> sqlite3.Connection | None:
+        """The open connection, opened (again) on demand: a database that does not open is set aside and
+        rebuilt (read-write) or left unused for this run (read-only)."""
+        if self._db is not None or self._unusable:
+            return self._db
         try:
             self._db = self._open()
         except sqlite3.Error as exc:
-            if read_only:
-                self.warning = f"records unusable ({exc}); every file is imported"
-                return
-            self._remove()
+            if self.read_only:
+                if "no records yet" not in str(exc):
+                    self.warning = f"records unusable ({exc}); every file is imported"
+                self._unusable = True
+                return None
+            self._set_aside()
             try:
                 self._db = self._open()
                 self.warning = f"records rebuilt ({exc})"
             except sqlite3.Error as exc2:
                 self.warning = f"records unusable ({exc2}); every file is imported"
-                self._db = None
+                self._unusable = True
+        return self._db
+
+    def _failed(self, exc: sqlite3.Error, what: str) -> None:
+        """A statement failed. A corrupt file (sqlite3.DatabaseError itself: "database disk image is
+        malformed", "file is not a database") is set aside as `<file>.corrupt` and rebuilt for the next use;
+        anything else (busy, locked, read-only) only skips this use."""
+        if type(exc) is not sqlite3.DatabaseError:
+            self.warning = f"records not {what} ({exc})"
+            return
+        self.release()
+        if self.read_only:
+            self.warning = f"records unusable ({exc}); every file is imported"
+            self._unusable = True
+            return
+        self._set_aside()
+        self.warning = f"records were corrupt ({exc}): set aside as {os.path.basename(self.path)}.corrupt and rebuilt"
 
     def _open(self) -> sqlite3.Connection:
         if self.read_only:
             if not os.path.exists(self.path):
                 raise sqlite3.OperationalError("no records yet")
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=_BUSY_MS / 1000)
+            db = self._open_read_only()
         else:
             db = sqlite3.connect(self.path, timeout=_BUSY_MS / 1000)
         try:
@@ -219,28 +246,54 @@ class RecordStore:
             raise
         return db
 
-    def _remove(self) -> None:
+    def _open_read_only(self) -> sqlite3.Connection:
+        """mode=ro, or, where SQLite cannot create the WAL index beside a read-only file (a read-only mount),
+        immutable=1 (the discovery cache does the same: store/discovery_cache.cpp)."""
+        from urllib.parse import quote
+
+        uri = f"file:{quote(self.path)}"
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=_BUSY_MS / 1000)
+        try:
+            db.execute("PRAGMA user_version").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            db.close()
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=_BUSY_MS / 1000)
+
+    def _set_aside(self) -> None:
+        """Rename the database (and its -wal/-shm) to `<name>.corrupt` (replacing an older one), as the
+        discovery cache does; a file that cannot be renamed is deleted."""
         for suffix in ("", "-wal", "-shm"):
             try:
-                os.unlink(self.path + suffix)
-            except OSError:
+                os.replace(self.path + suffix, self.path + ".corrupt" + suffix)
+            except FileNotFoundError:
                 pass
+            except OSError:
+                try:
+                    os.unlink(self.path + suffix)
+                except OSError:
+                    pass
 
-    def close(self) -> None:
+    def release(self) -> None:
+        """Close the connection until the next use (no fd of ours stays open while tests run)."""
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    def close(self) -> None:
+        self.release()
 
     def load(self, run_key: str) -> tuple[dict[str, FileRecord], dict[str, dict[str, Any]]]:
         """(records by path, manifests by id) written under `run_key`. Empty on any database error (with a
         warning); a row whose fingerprint does not decode is left out. The items stay JSON text until a
         record's `items` are read (FileRecord)."""
-        if self._db is None:
+        db = self._connection()
+        if db is None:
             return {}, {}
         records: dict[str, FileRecord] = {}
         manifests: dict[str, dict[str, Any]] = {}
         try:
-            for path, manifest, fp, digest, ids_digest, data in self._db.execute(
+            for path, manifest, fp, digest, ids_digest, data in db.execute(
                 "SELECT path, manifest, fp, digest, ids_digest, data FROM files WHERE run_key = ?", (run_key,)
             ):
                 try:
@@ -252,36 +305,39 @@ class RecordStore:
                 records[path] = record
             wanted = sorted({r.manifest for r in records.values()})
             for mid in wanted:
-                row = self._db.execute("SELECT data FROM manifests WHERE id = ?", (mid,)).fetchone()
+                row = db.execute("SELECT data FROM manifests WHERE id = ?", (mid,)).fetchone()
                 if row is not None:
                     try:
                         manifests[mid] = json.loads(row[0])
                     except ValueError:
                         pass
         except sqlite3.Error as exc:
-            self.warning = f"records not read ({exc})"
+            self._failed(exc, "read")
             return {}, {}
         return records, manifests
 
     def flags(self, run_key: str) -> set[str]:
         """Flags set for `run_key` (empty on any error)."""
-        if self._db is None:
+        db = self._connection()
+        if db is None:
             return set()
         try:
-            return {r[0] for r in self._db.execute("SELECT name FROM flags WHERE run_key = ?", (run_key,))}
-        except sqlite3.Error:
+            return {r[0] for r in db.execute("SELECT name FROM flags WHERE run_key = ?", (run_key,))}
+        except sqlite3.Error as exc:
+            self._failed(exc, "read")
             return set()
 
     def set_flag(self, run_key: str, name: str) -> bool:
-        if self._db is None or self.read_only:
+        db = None if self.read_only else self._connection()
+        if db is None:
             return False
         try:
-            with self._db:
-                self._db.execute("INSERT OR IGNORE INTO flags(run_key, name) VALUES (?, ?)", (run_key, name))
-                self._db.execute("INSERT OR REPLACE INTO keys(run_key, written_ns) VALUES (?, ?)",
-                                 (run_key, time.time_ns()))
+            with db:
+                db.execute("INSERT OR IGNORE INTO flags(run_key, name) VALUES (?, ?)", (run_key, name))
+                db.execute("INSERT OR REPLACE INTO keys(run_key, written_ns) VALUES (?, ?)",
+                           (run_key, time.time_ns()))
         except sqlite3.Error as exc:
-            self.warning = f"records not written ({exc})"
+            self._failed(exc, "written")
             return False
         return True
 
@@ -296,15 +352,16 @@ class RecordStore:
         """Write `rows` ((record, fingerprint)) under `run_key` and `manifest`, delete the rows of `forget`
         (files whose collection can no longer be trusted), and drop manifests no row uses. One transaction;
         False (with a warning) when the database is busy or unusable."""
-        if self._db is None or self.read_only:
+        db = None if self.read_only else self._connection()
+        if db is None:
             return False
         try:
-            with self._db:
-                self._db.execute(
+            with db:
+                db.execute(
                     "INSERT OR REPLACE INTO manifests(id, data) VALUES (?, ?)",
                     (manifest_id, json.dumps(manifest, separators=(",", ":"))),
                 )
-                self._db.executemany(
+                db.executemany(
                     "INSERT OR REPLACE INTO files(path, run_key, manifest, fp, digest, ids_digest, data) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
@@ -314,34 +371,36 @@ class RecordStore:
                         for r, fp, text in ((r, fp, r.encode()) for r, fp in rows)
                     ],
                 )
-                self._db.executemany("DELETE FROM files WHERE run_key = ? AND path = ?", [(run_key, p) for p in forget])
-                self._db.executemany("DELETE FROM decisions WHERE path = ?", [(p,) for p in forget])
-                self._db.execute("INSERT OR REPLACE INTO keys(run_key, written_ns) VALUES (?, ?)",
+                db.executemany("DELETE FROM files WHERE run_key = ? AND path = ?", [(run_key, p) for p in forget])
+                db.executemany("DELETE FROM decisions WHERE path = ?", [(p,) for p in forget])
+                db.execute("INSERT OR REPLACE INTO keys(run_key, written_ns) VALUES (?, ?)",
                                  (run_key, time.time_ns()))
-                self._db.execute(
+                db.execute(
                     "DELETE FROM keys WHERE run_key NOT IN "
                     "(SELECT run_key FROM keys ORDER BY written_ns DESC LIMIT ?)", (MAX_KEYS,)
                 )
-                self._db.execute("DELETE FROM files WHERE run_key NOT IN (SELECT run_key FROM keys)")
-                self._db.execute("DELETE FROM flags WHERE run_key NOT IN (SELECT run_key FROM keys)")
-                self._db.execute("DELETE FROM manifests WHERE id NOT IN (SELECT DISTINCT manifest FROM files)")
+                db.execute("DELETE FROM files WHERE run_key NOT IN (SELECT run_key FROM keys)")
+                db.execute("DELETE FROM flags WHERE run_key NOT IN (SELECT run_key FROM keys)")
+                db.execute("DELETE FROM manifests WHERE id NOT IN (SELECT DISTINCT manifest FROM files)")
         except sqlite3.Error as exc:
-            self.warning = f"records not written ({exc})"
+            self._failed(exc, "written")
             return False
         return True
 
     def decisions(self, query: str) -> dict[str, tuple[str, bool]]:
         """path -> (record digest, selectable) of the decisions stored for `query` (empty on any error)."""
-        if self._db is None:
+        db = self._connection()
+        if db is None:
             return {}
         try:
             return {
                 path: (digest, bool(sel))
-                for path, digest, sel in self._db.execute(
+                for path, digest, sel in db.execute(
                     "SELECT path, digest, selectable FROM decisions WHERE query = ?", (query,)
                 )
             }
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
+            self._failed(exc, "read")
             return {}
 
     def save_decisions(self, query: str, rows: Iterable[tuple[str, str, bool]]) -> bool:
@@ -349,20 +408,21 @@ class RecordStore:
         False (with a warning) when the database is busy or unusable; nothing is lost then (the next run
         evaluates again)."""
         rows = list(rows)
-        if self._db is None or self.read_only or not rows:
+        db = None if self.read_only or not rows else self._connection()
+        if db is None:
             return False
         try:
-            with self._db:
-                self._db.executemany(
+            with db:
+                db.executemany(
                     "INSERT OR REPLACE INTO decisions(query, path, digest, selectable) VALUES (?, ?, ?, ?)",
                     [(query, path, digest, int(sel)) for path, digest, sel in rows],
                 )
-                self._db.execute(
+                db.execute(
                     "DELETE FROM decisions WHERE query NOT IN (SELECT query FROM decisions GROUP BY query "
                     "ORDER BY max(rowid) DESC LIMIT ?)",
                     (DECISION_QUERIES,),
                 )
         except sqlite3.Error as exc:
-            self.warning = f"records not written ({exc})"
+            self._failed(exc, "written")
             return False
         return True

@@ -123,6 +123,8 @@ def warm_workers(config: pytest.Config, specs: list[Any], served: Any) -> int:
     this run, None for a local run) says the run came from a daemon. Returns the number of specs changed."""
     if served is None or getattr(served, "worker", False) or not getattr(served, "socket", ""):
         return 0
+    if getattr(served, "fresh", False):  # a measuring tool: workers import the project after it starts
+        return 0
     from .daemon.worker import launcher_python
 
     python = launcher_python(served.socket, served.key)

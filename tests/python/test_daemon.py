@@ -22,30 +22,7 @@ import pytest
 
 from pytest_fastcollect.parity.referee import format_report, referee
 
-SERVED = "run by the warm daemon"
-
-
-def pytest_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pytest", *args]
-
-
-def run(cwd: Path, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(pytest_argv(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def write(root: Path, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-
-
-def age(root: Path, seconds: float = 5.0) -> None:
-    """Make every file look written `seconds` ago (a file written just before a warm-up is re-checked)."""
-    past = time.time() - seconds
-    for path in root.rglob("*"):
-        os.utime(path, (past, past))
-
+from _daemonutil import SERVED, age, alive, daemon_processes, pytest_argv, run, start, status, wait_ready, write
 
 PROJECT = {
     "pytest.ini": "[pytest]\ntestpaths = tests\n",
@@ -82,58 +59,6 @@ def project(tmp_path: Path, daemon_env: Path) -> Path:
     write(root, PROJECT)
     age(root)
     return root
-
-
-def start(root: Path, *args: str) -> int:
-    """`--daemon-start ARGS`; returns the daemon's pid. A daemon serves runs with the same initial paths
-    (positional arguments, `::` parts aside), so ARGS name the paths of the runs to come."""
-    proc = run(root, *args, "--daemon-start")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    match = re.search(r"^\s+pid\s+(\d+)$", proc.stdout, re.M)
-    assert match, proc.stdout
-    return int(match.group(1))
-
-
-def status(root: Path) -> subprocess.CompletedProcess[str]:
-    return run(root, "--daemon-status")
-
-
-def wait_ready(root: Path, timeout: float = 60) -> str:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        proc = status(root)
-        if proc.returncode == 0 and re.search(r"template\s+ready", proc.stdout):
-            return proc.stdout
-        time.sleep(0.2)
-    raise AssertionError(f"daemon not ready: {status(root).stdout}")
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is not alive
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except OSError:
-        return False
-
-
-def daemon_processes(runtime: Path) -> list[int]:
-    out = []
-    for pid_dir in Path("/proc").iterdir():
-        if not pid_dir.name.isdigit():
-            continue
-        try:
-            cmd = (pid_dir / "cmdline").read_bytes().split(b"\0")
-            environ = (pid_dir / "environ").read_bytes()
-        except OSError:
-            continue
-        if b"pytest_fastcollect.daemon" in cmd and b"serve" in cmd and str(runtime).encode() in environ:
-            if alive(int(pid_dir.name)):
-                out.append(int(pid_dir.name))
-    return out
 
 
 # ---- lifecycle ---------------------------------------------------------------------------------------------
@@ -447,12 +372,15 @@ def test_a_second_users_connection_is_refused(project: Path, daemon_env: Path) -
 def test_garbage_and_oversized_frames_are_rejected_and_the_daemon_serves_on(project: Path, daemon_env: Path) -> None:
     start(project)
     (sock_path,) = (daemon_env / "pytest-fastcollect").glob("*.sock")
+    from pytest_fastcollect.daemon.protocol import MAGIC
+
     payloads = [
         os.urandom(256),
-        b"PFC\x01" + struct.pack("!I", 1 << 30),  # claims 1 GiB
+        MAGIC + struct.pack("!I", 1 << 30),  # claims 1 GiB
         b"PFC\x09" + struct.pack("!I", 2) + b"{}",  # another protocol version
-        b"PFC\x01" + struct.pack("!I", 5) + b"[1,2]",  # not an object
-        b"PFC\x01" + struct.pack("!I", 40) + b'{"type":"run","argv":"not a list"}    ',
+        MAGIC + struct.pack("!I", 5) + b"[1,2]",  # not an object
+        MAGIC + struct.pack("!I", 40) + b'{"type":"run","argv":"not a list"}    ',
+        *HOSTILE_FRAMES,
     ]
     for payload in payloads:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -466,6 +394,93 @@ def test_garbage_and_oversized_frames_are_rejected_and_the_daemon_serves_on(proj
         s.close()
     out = status(project).stdout
     assert re.search(r"(\d+) rejected", out) and int(re.search(r"(\d+) rejected", out).group(1)) >= len(payloads)
+    assert SERVED in run(project, "-v").stdout
+
+
+def _hostile(body: bytes) -> bytes:
+    from pytest_fastcollect.daemon.protocol import MAGIC
+
+    return MAGIC + struct.pack("!I", len(body)) + body
+
+
+#: D1: bodies that made the JSON decoder raise RecursionError / ValueError (int digits), which killed a level
+HOSTILE_FRAMES = [
+    _hostile(b'{"type":"ping","x":' + b"[" * 1200 + b"]" * 1200 + b"}"),
+    _hostile(b'{"type":"ping","x":' + b"9" * 5000 + b"}"),
+]
+
+
+def _send_raw(sock_path: Path, payload: bytes) -> None:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(str(sock_path))
+    s.sendall(payload)
+    try:
+        s.recv(4096)
+    except OSError:
+        pass
+    s.close()
+
+
+def test_hostile_frames_kill_neither_level(project: Path, daemon_env: Path) -> None:
+    """D1: deep nesting and a 5,000-digit integer, twice 0.1 s apart, to level 1 and to level 0 while it holds
+    the socket (level 1 warming after a conftest edit, slowed by a flag file): both levels live on."""
+    write(project, {"tests/conftest.py": """
+        import os, time
+        import pytest
+
+        if os.path.exists(os.path.join(os.path.dirname(__file__), "slow")):
+            time.sleep(4)
+
+        @pytest.fixture
+        def one():
+            return 1
+    """})
+    age(project)
+    daemon = start(project)
+    (sock_path,) = (daemon_env / "pytest-fastcollect").glob("*.sock")
+    for payload in HOSTILE_FRAMES * 2:
+        _send_raw(sock_path, payload)
+        time.sleep(0.1)
+    assert SERVED + " (pid" in run(project, "-v").stdout  # level 1 still serves
+    (project / "tests" / "slow").write_text("")
+    (project / "tests/conftest.py").write_text((project / "tests/conftest.py").read_text() + "# edited\n")
+    assert SERVED + " from level 0" in run(project, "-v").stdout  # level 0 holds the socket, level 1 warms
+    for payload in HOSTILE_FRAMES * 2:
+        _send_raw(sock_path, payload)
+        time.sleep(0.1)
+    assert alive(daemon)
+    proc = run(project, "-v")
+    assert proc.returncode == 0 and SERVED in proc.stdout, proc.stdout
+    out = status(project).stdout
+    assert int(re.search(r"(\d+) rejected", out).group(1)) >= 8, out
+
+
+def test_idle_connections_do_not_delay_a_run(project: Path, daemon_env: Path) -> None:
+    """D2: 12 connections that send nothing and one that sends half a frame and stalls: the next pytest is
+    served at once (it used to wait 5 s per idle connection, then run locally)."""
+    from pytest_fastcollect.daemon.protocol import MAGIC
+    from pytest_fastcollect.daemon.server import REQUEST_DEADLINE
+
+    start(project)
+    (sock_path,) = (daemon_env / "pytest-fastcollect").glob("*.sock")
+    idle = []
+    for n in range(13):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(sock_path))
+        if n == 12:
+            s.sendall(MAGIC + struct.pack("!I", 100) + b'{"type":')
+        idle.append(s)
+    try:
+        t0 = time.monotonic()
+        proc = run(project, "-v")
+        elapsed = time.monotonic() - t0
+        assert proc.returncode == 0 and SERVED in proc.stdout, proc.stdout
+        assert elapsed < REQUEST_DEADLINE, f"the run waited {elapsed:.1f}s behind idle connections"
+    finally:
+        for s in idle:
+            s.close()
+    time.sleep(0.5)
     assert SERVED in run(project, "-v").stdout
 
 

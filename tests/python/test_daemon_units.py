@@ -350,10 +350,62 @@ def test_protocol_frame_in_pieces(pair: tuple[socket.socket, socket.socket]) -> 
     assert protocol.recv(b, deadline=_deadline())[0] == {"type": "pieces", "v": list(range(20))}
 
 
+def test_frame_reader_reads_a_frame_in_pieces_without_blocking(pair: tuple[socket.socket, socket.socket]) -> None:
+    """FrameReader.feed() returns None while the frame is incomplete (never blocks), the message once it is."""
+    a, b = pair
+    b.setblocking(False)
+    reader = protocol.FrameReader(b, _deadline(), max_fds=3)
+    assert reader.feed() is None  # nothing sent yet
+    data = protocol.encode({"type": "pieces", "v": list(range(50))})
+    for i in range(0, len(data), 7):
+        assert reader.feed() is None
+        a.sendall(data[i : i + 7])
+    got = None
+    while got is None:
+        got = reader.feed()
+    assert got == ({"type": "pieces", "v": list(range(50))}, [])
+
+
+def test_frame_reader_deadline_and_eof(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    b.setblocking(False)
+    reader = protocol.FrameReader(b, time.monotonic() - 1, max_fds=0)
+    assert reader.expired(time.monotonic())
+    with pytest.raises(ProtocolError, match="deadline"):
+        reader.feed()
+    a.sendall(HEADER.pack(MAGIC, 10) + b"abc")
+    a.shutdown(socket.SHUT_WR)
+    reader = protocol.FrameReader(b, _deadline(), max_fds=0)
+    with pytest.raises(ProtocolError, match="closed after 11 of 18"):
+        while reader.feed() is None:
+            pass
+
+
+def test_frame_reader_passes_and_closes_fds(pair: tuple[socket.socket, socket.socket], tmp_path: Path) -> None:
+    """fds ride on the first bytes; a frame that turns out malformed closes the fds received so far."""
+    a, b = pair
+    b.setblocking(False)
+    f = open(tmp_path / "x", "w")  # noqa: SIM115
+    try:
+        socket.send_fds(a, [HEADER.pack(MAGIC, 5)], [f.fileno()])
+        reader = protocol.FrameReader(b, _deadline(), max_fds=3)
+        while reader.feed() is None and not reader.fds:
+            pass
+        (received,) = reader.fds
+        a.sendall(b"[1,2]")
+        with pytest.raises(ProtocolError, match="string 'type'"):
+            while reader.feed() is None:
+                pass
+        with pytest.raises(OSError):
+            os.fstat(received)
+    finally:
+        f.close()
+
+
 def test_encode_layout() -> None:
     """encode(): MAGIC, the body length (uint32, network order), then compact JSON."""
     data = protocol.encode({"type": "t", "a": 1})
-    assert data[:4] == b"PFC\x01" == MAGIC
+    assert data[:4] == b"PFC\x02" == MAGIC
     body = b'{"type":"t","a":1}'
     assert data[4:8] == len(body).to_bytes(4, "big")
     assert data[8:] == body
@@ -404,7 +456,7 @@ def _raw(a: socket.socket, data: bytes, close: bool = True) -> None:
     [
         (b"XYZ\x01" + (2).to_bytes(4, "big") + b"{}", "not a pytest-fastcollect frame"),
         (b"HTTP/1.1 200 OK\r\n", "not a pytest-fastcollect frame"),
-        (b"PFC\x02" + (13).to_bytes(4, "big") + b'{"type":"x"}', "protocol version 2"),
+        (b"PFC\x03" + (13).to_bytes(4, "big") + b'{"type":"x"}', "protocol version 3"),
         (b"PFC\x00" + (13).to_bytes(4, "big") + b'{"type":"x"}', "protocol version 0"),
         (HEADER.pack(MAGIC, protocol.MAX_FRAME + 1), "exceeds the limit"),
         (HEADER.pack(MAGIC, 0xFFFFFFFF), "exceeds the limit"),
@@ -419,6 +471,9 @@ def _raw(a: socket.socket, data: bytes, close: bool = True) -> None:
         (HEADER.pack(MAGIC, 7) + b'{"a":1}', "string 'type'"),
         (HEADER.pack(MAGIC, 10) + b'{"type":1}', "string 'type'"),
         (HEADER.pack(MAGIC, 13) + b'{"type":null}', "string 'type'"),
+        # D1: a body that makes the JSON decoder raise something else than JSONDecodeError
+        (HEADER.pack(MAGIC, 2420) + b'{"type":"ping","x":' + b"[" * 1200 + b"]" * 1200 + b"}", "not JSON"),
+        (HEADER.pack(MAGIC, 5015) + b'{"type":"p","x":' + b"9" * 4998 + b"}", "not JSON"),
     ],
 )
 def test_recv_rejects_malformed(pair: tuple[socket.socket, socket.socket], data: bytes, match: str) -> None:
@@ -522,6 +577,23 @@ def test_recv_deadline_already_passed(pair: tuple[socket.socket, socket.socket])
 # --------------------------------------------------------------------------------------------------------
 
 
+def _valid_process() -> dict[str, Any]:
+    stream = {"encoding": "utf-8", "errors": "strict", "line_buffering": False, "write_through": True,
+              "buffered": True, "name": "<stdout>", "mode": "w"}
+    return {
+        "fds": [0, 1, 2],
+        "stdio": [None, stream, dict(stream, name="<stderr>")],
+        "signals": {"2": "int", "13": "ign", "15": "dfl"},
+        "mask": [],
+        "rlimits": {"RLIMIT_NOFILE": [1024, 4096]},
+        "nice": 0,
+        "affinity": [0, 1],
+        "umask": 0o022,
+        "orig_argv": ["python", "-m", "pytest", "-q"],
+        "main": {"spec": "pytest.__main__", "file": "/x/pytest/__main__.py"},
+    }
+
+
 def _valid_run() -> dict[str, Any]:
     return {
         "type": "run",
@@ -530,25 +602,26 @@ def _valid_run() -> dict[str, Any]:
         "cwd": "/work",
         "env": {"PATH": "/usr/bin", "EMPTY": ""},
         "sys_path": ["", "/work"],
-        "umask": 0o022,
-        "stdio": [None, {"isatty": True}, None],
+        "process": _valid_process(),
     }
 
 
 @pytest.mark.parametrize("umask", [0, 0o022, 0o777])
 def test_validate_run_accepts_valid(umask: int) -> None:
-    """A well-formed run request with 3 fds is accepted (None)."""
+    """A well-formed run request with its 3 fds is accepted (None)."""
     request = _valid_run()
-    request["umask"] = umask
+    request["process"]["umask"] = umask
     assert validate_run(request, 3) is None
 
 
 def test_validate_run_accepts_empty_collections() -> None:
-    """An empty env and an empty sys_path are still well-formed."""
+    """An empty env, an empty sys_path, a closed stdin and no affinity are still well-formed."""
     request = _valid_run()
     request["env"] = {}
     request["sys_path"] = []
-    assert validate_run(request, 3) is None
+    request["process"]["fds"] = [1, 2]
+    request["process"]["affinity"] = None
+    assert validate_run(request, 2) is None
 
 
 _MISSING = object()
@@ -576,33 +649,55 @@ _MISSING = object()
         ("sys_path", _MISSING, "sys_path"),
         ("sys_path", "/work", "sys_path"),
         ("sys_path", ["/work", 2], "sys_path"),
-        ("umask", _MISSING, "umask"),
-        ("umask", -1, "umask"),
-        ("umask", 0o1000, "umask"),
-        ("umask", "022", "umask"),
-        ("umask", 18.0, "umask"),
-        ("stdio", _MISSING, "stdio"),
-        ("stdio", [None, None], "stdio"),
-        ("stdio", [None, None, None, None], "stdio"),
-        ("stdio", [None, "tty", None], "stdio"),
-        ("stdio", {"0": None}, "stdio"),
+        ("fresh", 1, "fresh"),
+        ("process", _MISSING, "process"),
+        ("process", [], "process"),
+        ("process.umask", _MISSING, "umask"),
+        ("process.umask", -1, "umask"),
+        ("process.umask", 0o1000, "umask"),
+        ("process.umask", "022", "umask"),
+        ("process.umask", 18.0, "umask"),
+        ("process.stdio", _MISSING, "stdio"),
+        ("process.stdio", [None, None], "stdio"),
+        ("process.stdio", [None, None, None, None], "stdio"),
+        ("process.stdio", [None, "tty", None], "stdio"),
+        ("process.stdio", {"0": None}, "stdio"),
+        ("process.stdio", [{"mode": "r"}, None, None], "stdio"),
+        ("process.fds", [0, 0, 1], "fds"),
+        ("process.fds", [0, -1, 2], "fds"),
+        ("process.fds", "0,1,2", "fds"),
+        ("process.signals", {"SIGINT": "ign"}, "signals"),
+        ("process.signals", {"2": 1}, "signals"),
+        ("process.mask", ["SIGINT"], "mask"),
+        ("process.rlimits", {"RLIMIT_NOFILE": [1]}, "rlimits"),
+        ("process.nice", "0", "nice"),
+        ("process.affinity", "0-1", "affinity"),
+        ("process.orig_argv", "python", "orig_argv"),
+        ("process.main", {"spec": 1}, "main"),
     ],
 )
 def test_validate_run_rejects_bad_field(field: str, value: Any, word: str) -> None:
     """Each malformed field is named in the reason."""
     request = _valid_run()
+    target, name = (request["process"], field.split(".", 1)[1]) if field.startswith("process.") else (request, field)
     if value is _MISSING:
-        del request[field]
+        del target[name]
     else:
-        request[field] = value
+        target[name] = value
     problem = validate_run(request, 3)
     assert isinstance(problem, str)
     assert word in problem
 
 
+def test_validate_run_rejects_a_stream_on_a_closed_fd() -> None:
+    request = _valid_run()
+    request["process"]["fds"] = [0, 2]
+    assert "closed fd" in (validate_run(request, 2) or "")
+
+
 @pytest.mark.parametrize("nfds", [0, 1, 2, 4])
 def test_validate_run_rejects_fd_count(nfds: int) -> None:
-    """A request that did not come with exactly 3 fds is rejected, naming the count."""
+    """A request whose fds are not the ones it describes (3 here) is rejected, naming the count."""
     problem = validate_run(_valid_run(), nfds)
     assert problem is not None
     assert "file descriptors" in problem and str(nfds) in problem

@@ -8,6 +8,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import runtime
+
+    runtime.record_startup_signals()
     parser = argparse.ArgumentParser(prog="python -m pytest_fastcollect.daemon")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run a daemon (started by pytest; not meant to be run by hand)")

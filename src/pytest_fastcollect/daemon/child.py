@@ -1,6 +1,7 @@
-"""One run in a child forked from the template: take the client's terminal, cwd, environment and argv,
-evict stale modules, run pytest's console entry point (or, for an xdist worker, the code execnet gave the
-launcher: daemon/worker.py), report the exit code, leave.
+"""One run in a child forked from the template: take the client's process state (procstate.py: its fds,
+stdio, signals, limits), cwd, environment and argv, evict stale modules, run pytest as the client's
+interpreter would (or, for an xdist worker, the code execnet gave the launcher: daemon/worker.py), leave
+with the run's exit code (the template reports it to the client when it reaps the child).
 
 Nothing here returns: run() ends with os._exit(). It runs after fork() in a process whose only thread is
 this one.
@@ -21,7 +22,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from . import protocol, runtime
+from . import procstate, protocol, runtime
 
 #: Internal error: pytest's ExitCode.INTERNAL_ERROR.
 INTERNAL_ERROR = 3
@@ -50,6 +51,9 @@ class ChildContext:
     worker: bool = False  # an xdist worker (request argv: the interpreter arguments execnet passed)
     level: int = 1  # forked from level 1 (the warm project) or level 0 (pytest and plugins only)
     level_note: str = ""  # level 0: why level 1 did not serve this run
+    fresh: bool = False  # served from level 0 for a tool that measures from its start (measuring.py)
+    folder: str = ""  # the socket folder (the exit file: exit_file())
+    log_path: str = ""  # the daemon's log (a child that fails to set up writes why there)
 
 
 def _exit_code(code: object) -> int:
@@ -65,40 +69,6 @@ def _exit_code(code: object) -> int:
     return 1
 
 
-def _stream(fd: int, info: dict[str, Any] | None, writing: bool) -> Any:
-    if info is None:  # the client had no such stream: Python sets sys.stdX to None then
-        return None
-    stream = open(  # noqa: SIM115 - lives as sys.stdX until the child exits
-        fd,
-        "w" if writing else "r",
-        encoding=info.get("encoding") or "utf-8",
-        errors=info.get("errors") or "strict",
-        closefd=False,
-    )
-    stream.reconfigure(
-        line_buffering=bool(info.get("line_buffering")), write_through=bool(info.get("write_through"))
-    )
-    return stream
-
-
-def _take_stdio(fds: list[int], stdio: list[dict[str, Any] | None]) -> None:
-    for target, fd in enumerate(fds[:3]):
-        if fd != target:
-            os.dup2(fd, target)
-            os.close(fd)
-    _KEEP.extend([sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__])
-    sys.stdin = sys.__stdin__ = _stream(0, stdio[0], writing=False)
-    sys.stdout = sys.__stdout__ = _stream(1, stdio[1], writing=True)
-    sys.stderr = sys.__stderr__ = _stream(2, stdio[2], writing=True)
-
-
-def _reset_signals() -> None:
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as the interpreter sets it at startup
-
-
 def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -109,44 +79,114 @@ def _flush() -> None:
 
 
 def run(conn: socket.socket, request: dict[str, Any], fds: list[int], ctx: ChildContext) -> NoReturn:
-    """Serve `request` (a validated "run" message) in this child; `fds` are the client's stdin, stdout and
-    stderr. Sends {"type": "started"} and then {"type": "exit", "code": N} on `conn`, and exits with N.
-    If setting up fails, nothing is written to the client's terminal: the failure is logged, the client is
-    told "refused" and runs locally."""
+    """Serve `request` (a validated "run" message) in this child; `fds` are the caller's inherited fds
+    (request["process"]["fds"] says at which numbers). Sends {"type": "started"} on `conn` and closes it (a
+    test sees no fd of the daemon's), runs, and exits with the run's exit code, which the template reports
+    to the client when it reaps this process. If setting up fails, nothing was written to the client's
+    terminal: the client is told "refused" and runs locally."""
     try:
+        conn = _relocate(conn)
         _setup(request, fds, ctx)
-        protocol.send(conn, {"type": "started", "pid": os.getpid()})
+        protocol.send(conn, {"type": "started", "pid": os.getpid(), "exit_file": exit_file(ctx.folder, os.getpid())})
     except BaseException as exc:  # noqa: BLE001
-        logging.getLogger("pytest_fastcollect.daemon").exception("run child failed to set up")
+        if isinstance(exc, procstate.Unservable):
+            reason = str(exc)
+        else:
+            reason = f"child set-up failed: {type(exc).__name__}: {exc}"
+            _log_failure(ctx)
         try:
-            protocol.send(conn, {"type": "refused", "reason": f"child set-up failed: {type(exc).__name__}: {exc}"})
+            protocol.send(conn, {"type": "refused", "reason": reason})
         except OSError:
             pass
         os._exit(INTERNAL_ERROR)
+    conn.close()
+    interrupted = False
     try:
-        code = _run_worker(request["argv"]) if ctx.worker else _run_pytest()
-    except BaseException:  # noqa: BLE001 - report, never return into the template's loop
-        try:
-            traceback.print_exc()
-        except Exception:  # noqa: BLE001
-            pass
-        code = INTERNAL_ERROR
+        code = _run_worker(request["argv"]) if ctx.worker else _run_pytest(request["process"]["main"])
+    except KeyboardInterrupt:
+        interrupted = True
+        code = 130
+        _print_uncaught()
+    except BaseException:  # noqa: BLE001 - as the interpreter does with an uncaught exception
+        code = 1
+        _print_uncaught()
     _flush()
     try:
         atexit._run_exitfuncs()  # what a normal interpreter exit would run (os._exit below skips it)
     except BaseException:  # noqa: BLE001
         pass
     _flush()
-    try:
-        protocol.send(conn, {"type": "exit", "code": code})
-    except OSError:
-        pass
+    _write_exit_file(ctx.folder, code, interrupted)
+    if interrupted:  # the interpreter ends an uncaught KeyboardInterrupt by SIGINT (Py_Exit's exit status)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+        os.kill(os.getpid(), signal.SIGINT)
     os._exit(code)
 
 
+def exit_file(folder: str, pid: int) -> str:
+    """Where run `pid` leaves its exit status for its client in case the template died meanwhile (the
+    template, which normally reports it, deletes the file when it reaps the run)."""
+    return os.path.join(folder, f"exit-{pid}")
+
+
+def _write_exit_file(folder: str, code: int, interrupted: bool) -> None:
+    if not folder:
+        return
+    try:
+        with open(exit_file(folder, os.getpid()), "w", encoding="ascii") as fh:
+            fh.write(f"signal {signal.SIGINT}" if interrupted else str(code))
+    except OSError:
+        pass
+
+
+def _print_uncaught() -> None:
+    """What the interpreter prints for an uncaught exception, without the fork server's frames: the
+    traceback starts where a plain run's does (runpy, or the `pytest` script)."""
+    kind, value, tb = sys.exc_info()
+    ours = {os.path.realpath(__file__), os.path.realpath(procstate.__file__)}
+    while tb is not None and os.path.realpath(tb.tb_frame.f_code.co_filename) in ours:
+        tb = tb.tb_next
+    if value is not None:
+        value = value.with_traceback(tb)  # the default hook prints the exception's own __traceback__
+    try:
+        sys.excepthook(kind, value, tb)
+    except BaseException:  # noqa: BLE001
+        pass
+
+
+def _relocate(conn: socket.socket) -> socket.socket:
+    """The connection moved to a high fd number (close-on-exec), out of the way of the caller's fds."""
+    import fcntl
+
+    high = fcntl.fcntl(conn.fileno(), fcntl.F_DUPFD_CLOEXEC, 1000)
+    conn.close()
+    return socket.socket(fileno=high)
+
+
+def _quiet_logging() -> None:
+    """The daemon's log handlers closed: their fds are the template's, not the run's."""
+    logger = logging.getLogger("pytest_fastcollect.daemon")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    logger.addHandler(logging.NullHandler())
+
+
+def _log_failure(ctx: ChildContext) -> None:
+    if not ctx.log_path:
+        return
+    try:
+        with open(ctx.log_path, "a", encoding="utf-8") as fh:
+            fh.write(f"pid {os.getpid()} run child failed to set up:\n{traceback.format_exc()}")
+    except OSError:
+        pass
+
+
 def _setup(request: dict[str, Any], fds: list[int], ctx: ChildContext) -> None:
+    state = request["process"]
     os.setpgid(0, 0)  # the client forwards signals to this process group
-    _reset_signals()
+    signal.set_wakeup_fd(-1)  # the template's SIGCHLD wake-up pipe (its fds are in ctx.close_fds)
     for sock in ctx.close_sockets:
         os.close(sock.detach())  # detach: the object must not close the number again later
     for fd in ctx.close_fds:
@@ -154,12 +194,15 @@ def _setup(request: dict[str, Any], fds: list[int], ctx: ChildContext) -> None:
             os.close(fd)
         except OSError:
             pass
+    _quiet_logging()
     os.chdir(request["cwd"])
-    os.umask(int(request["umask"]))
-    _take_stdio(fds, request["stdio"])
+    procstate.install_limits(state)
+    procstate.install_fds(fds, state["fds"])
+    procstate.install_stdio(state["stdio"], _KEEP)
     os.environ.clear()
     os.environ.update(request["env"])
     sys.argv = ["-c"] if ctx.worker else list(request["argv"])  # what `python -c CODE` sets
+    sys.orig_argv = list(state["orig_argv"])
     client_path = list(request["sys_path"])
     sys.path[:] = [p for p in ctx.sys_path_added if p not in client_path] + client_path
     warnings.filters[:] = ctx.warnings_filters
@@ -179,9 +222,10 @@ def _setup(request: dict[str, Any], fds: list[int], ctx: ChildContext) -> None:
     from ..gcpolicy import unfreeze_on_demand
 
     unfreeze_on_demand()  # the template's gc.freeze(): unseen by tests unless they look (gcpolicy.py)
+    procstate.install_signals(state["signals"], state["mask"], runtime.STARTUP_SIGNALS)  # last: the mask
     runtime.set_role("child")
     runtime.set_served(runtime.ServedRun(ctx.daemon_pid, ctx.warm_age, len(ctx.evict), ctx.changed, ctx.socket,
-                                         ctx.key, ctx.worker, ctx.level, ctx.level_note))
+                                         ctx.key, ctx.worker, ctx.level, ctx.level_note, ctx.fresh))
 
 
 def _run_worker(argv: list[str]) -> int:
@@ -201,22 +245,18 @@ def _run_worker(argv: list[str]) -> int:
         exec(compile(code, "<string>", "exec"), main.__dict__)  # noqa: S102 - the interpreter's -c
     except SystemExit as exc:
         return _exit_code(exc.code)
-    except BaseException:  # noqa: BLE001 - what the interpreter does with an uncaught exception
-        traceback.print_exc()
-        return 1
     return 0
 
 
-def _run_pytest() -> int:
+def _run_pytest(main: dict[str, Any]) -> int:
+    """pytest run as the caller's interpreter ran it (procstate.run_main); its exit code."""
     from .client import console_entry
 
     try:
-        return int(console_entry()())
+        result = procstate.run_main(main, console_entry())
     except SystemExit as exc:
         return _exit_code(exc.code)
-    except KeyboardInterrupt:
-        traceback.print_exc()
-        return 130
+    return _exit_code(result) if isinstance(result, int) else 0  # a console entry point that returned
 
 
 __all__ = ["ChildContext", "run"]

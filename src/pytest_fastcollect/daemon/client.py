@@ -2,9 +2,10 @@
 
 serve_run() is called from the plugin's pytest_load_initial_conftests (tryfirst), before any conftest is
 imported: it connects to the daemon of this run's key, sends argv, cwd, the environment, sys.path and its
-stdin/stdout/stderr (SCM_RIGHTS), forwards SIGINT, SIGTERM, SIGQUIT and SIGHUP to the run's process group,
-and returns the run's exit code. Anything that goes wrong before the daemon says "started" raises
-NotServed: the caller then runs locally and nothing was printed.
+process state (procstate.py: its inherited fds by SCM_RIGHTS, stdio, signal dispositions and mask, limits),
+forwards SIGINT, SIGTERM, SIGQUIT and SIGHUP (those it does not ignore) to the run's process group, and
+returns the run's exit code, or dies by the signal that killed the run. Anything that goes wrong before the
+daemon says "started" raises NotServed: the caller then runs locally and nothing was printed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import protocol
+from . import procstate, protocol
 from .paths import DaemonFiles, daemon_files, key_material, key_of
 
 if TYPE_CHECKING:  # the worker launcher (worker.py) imports this module and must not pay for pytest
@@ -108,33 +109,6 @@ def in_console_main() -> bool:
     return frame is not None and frame.f_code in consoles
 
 
-def _stdio_info() -> tuple[list[int], list[dict[str, Any] | None], list[int]]:
-    """(fds to send, per-stream description, fds we opened and must close)."""
-    fds: list[int] = []
-    infos: list[dict[str, Any] | None] = []
-    opened: list[int] = []
-    for fd, stream in ((0, sys.stdin), (1, sys.stdout), (2, sys.stderr)):
-        try:
-            os.fstat(fd)
-            fds.append(fd)
-        except OSError:  # closed: send /dev/null in its place
-            devnull = os.open(os.devnull, os.O_RDWR)
-            opened.append(devnull)
-            fds.append(devnull)
-        if stream is None:
-            infos.append(None)
-        else:
-            infos.append(
-                {
-                    "encoding": getattr(stream, "encoding", None),
-                    "errors": getattr(stream, "errors", None),
-                    "line_buffering": bool(getattr(stream, "line_buffering", False)),
-                    "write_through": bool(getattr(stream, "write_through", False)),
-                }
-            )
-    return fds, infos, opened
-
-
 def connect(files: DaemonFiles | str, timeout: float = 1.0) -> socket.socket:
     """A connection to the daemon (its files, or its socket's path). Raises NotServed("no daemon") or
     NotServed("stale socket")."""
@@ -151,6 +125,14 @@ def connect(files: DaemonFiles | str, timeout: float = 1.0) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise NotServed(f"cannot connect: {exc}") from None
+    if sock.fileno() <= 2:  # fd 0, 1 or 2 was closed: keep the standard numbers free of the socket
+        import fcntl
+
+        high = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
+        timeout = sock.gettimeout()
+        sock.close()
+        sock = socket.socket(fileno=high)
+        sock.settimeout(timeout)
     return sock
 
 
@@ -167,11 +149,22 @@ def ask(files: DaemonFiles, kind: str, timeout: float = 10.0) -> dict[str, Any]:
         sock.close()
 
 
-def serve_run(tgt: Target) -> int:
-    """Run this pytest invocation in the daemon; returns its exit code. Raises NotServed before the run
-    started (nothing was printed). After it started, a lost connection gives exit code 3 and a message."""
+def capture_process() -> tuple[dict[str, Any], list[int]]:
+    """This process's state for the run child (procstate.capture); raises NotServed when it cannot be
+    passed on. Called before the connection exists, so its fd is not among the inherited ones."""
+    try:
+        return procstate.capture()
+    except procstate.Unservable as exc:
+        raise NotServed(str(exc)) from None
+
+
+def serve_run(tgt: Target, fresh: str | None = None) -> int:
+    """Run this pytest invocation in the daemon; returns its exit code. `fresh`: why the run must start from
+    level 0, with the project imported fresh (a tool that measures from the start: coverage), or None.
+    Raises NotServed before the run started (nothing was printed). After it started, a lost connection
+    gives exit code 3 and a message; a run killed by a signal kills this process with the same signal."""
+    state, fds = capture_process()
     sock = connect(tgt.files)
-    fds, infos, opened = _stdio_info()
     request = {
         "type": "run",
         "key": tgt.key,
@@ -179,9 +172,9 @@ def serve_run(tgt: Target) -> int:
         "cwd": os.getcwd(),
         "env": dict(os.environ),
         "sys_path": [str(p) for p in sys.path],
-        "umask": _umask(),
-        "stdio": infos,
         "files_digest": tgt.files_digest,
+        "fresh": fresh,
+        "process": state,
     }
     try:
         try:
@@ -189,45 +182,95 @@ def serve_run(tgt: Target) -> int:
             reply, extra = protocol.recv(sock, deadline=time.monotonic() + START_DEADLINE)
         except (OSError, EOFError, protocol.ProtocolError) as exc:
             raise NotServed(f"daemon did not answer: {exc}") from None
-        finally:
-            for fd in opened:
-                os.close(fd)
         if reply["type"] == "refused" or reply["type"] == "error":
             raise NotServed(f"{reply['type']}: {reply.get('reason')}")
         if reply["type"] != "started" or not isinstance(reply.get("pid"), int):
             raise NotServed(f"unexpected reply {reply['type']!r}")
-        return _wait(sock, reply["pid"])
+        return wait(sock, reply["pid"], procstate.ignored_signals(state), reply.get("exit_file"))
     finally:
         sock.close()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def wait(sock: socket.socket, pid: int, ignored: set[int], exit_file: Any = None) -> int:
+    """Wait for the "exit" of run `pid`, forwarding the FORWARDED_SIGNALS this process does not ignore (an
+    ignored signal does not reach a plain run either) to the run's process group. Returns the exit code;
+    for a run killed by a signal, kills this process with that signal (its parent sees what a plain
+    pytest's parent would: WIFSIGNALED)."""
 
-
-def _wait(sock: socket.socket, pid: int) -> int:
     def forward(signum: int, frame: Any) -> None:
         try:
             os.killpg(pid, signum)
         except (ProcessLookupError, PermissionError):
             pass
 
-    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS if int(sig) not in ignored}
     try:
         while True:
             try:
                 message, _ = protocol.recv(sock, deadline=None)
             except (EOFError, OSError, protocol.ProtocolError) as exc:
-                print(f"pytest-fastcollect: lost the daemon's run (pid {pid}): {exc}", file=sys.stderr)
-                return 3
+                code = _orphan_exit(pid, exit_file)  # the template died: the run goes on without it
+                if code is None:
+                    print(f"pytest-fastcollect: lost the daemon's run (pid {pid}): {exc}", file=sys.stderr)
+                    return 3
+                if isinstance(code, str):
+                    _die_by(int(code))
+                    return 128 + int(code)
+                return code
             if message["type"] == "exit" and isinstance(message.get("code"), int):
-                try:
-                    protocol.send(sock, {"type": "done"})  # the template stops watching this run
-                except OSError:
-                    pass
+                sig = message.get("signal")
+                if isinstance(sig, int) and 0 < sig < signal.NSIG:
+                    _die_by(sig)
                 return int(message["code"])
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _orphan_exit(pid: int, exit_file: Any) -> int | str | None:
+    """Wait for run `pid`, whose template went away, to end (a pidfd: it is not our child), then read the
+    status it left in `exit_file` (child.exit_file): an exit code, or a signal number as a str; None when
+    there is none (it was killed, or the daemon is older)."""
+    import select
+
+    if not isinstance(exit_file, str):
+        return None
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        pidfd = None
+    except (AttributeError, OSError):
+        return None
+    if pidfd is not None:
+        try:
+            select.select([pidfd], [], [])
+        finally:
+            os.close(pidfd)
+    try:
+        with open(exit_file, encoding="ascii") as fh:
+            text = fh.read().strip()
+        os.unlink(exit_file)
+    except OSError:
+        return None
+    if text.startswith("signal "):
+        return text.split()[1]
+    return int(text) if text.isdigit() else None
+
+
+def _die_by(sig: int) -> None:
+    """End this process by signal `sig` (default disposition), as the run ended; returns only if it
+    survives (then the caller exits with 128 + sig)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
+    try:
+        if sig != signal.SIGKILL:
+            signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+        os.kill(os.getpid(), sig)
+    except (OSError, ValueError):
+        return
+    time.sleep(0.1)  # delivery is immediate for an unblocked signal to this thread; this is a safety margin

@@ -164,7 +164,10 @@ class Snapshot:
         warm_started_ns: int,
         import_roots: list[str],
         test_files: Iterable[str] = (),
+        inherited: Snapshot | None = None,
     ) -> None:
+        """`inherited`: the snapshot of the process this one was forked from (level 0 for a level 1): its
+        entries' fingerprints and dirty marks are kept for the files of modules it had loaded."""
         self.rootdir = rootdir
         self.created = time.time()
         files = module_files(modules)
@@ -197,6 +200,13 @@ class Snapshot:
         self.dirty: set[str] = set()
         for path, fp in zip(paths, _core.fingerprint_files(paths, True, 0)):
             entry = self.entries[path]
+            earlier = inherited.entries.get(path) if inherited is not None else None
+            if earlier is not None and earlier.exists and entry.kind != "config":
+                for name in ("exists", "mtime_ns", "ctime_ns", "size", "inode", "xxh3"):
+                    setattr(entry, name, getattr(earlier, name))
+                if path in inherited.dirty:  # type: ignore[union-attr]
+                    self.dirty.add(path)
+                continue
             _fill(entry, fp)
             if entry.exists and max(entry.mtime_ns, entry.ctime_ns) >= warm_started_ns - RACY_MARGIN_NS:
                 self.dirty.add(path)

@@ -112,6 +112,9 @@ class Base(Template):
                     importlib.import_module(name)
                 except Exception as exc:  # noqa: BLE001 - the run imports it and reports the error
                     log.warning("level 0: importing %s raised %s", name, exc)
+            # the daemon's own modules that runs use, loaded now: in level 0's snapshot, so that an edit of
+            # one is a change for level 1 too, which inherits them (freshness.Snapshot `inherited`)
+            from . import child, measuring, procstate, replay, warmup, worker  # noqa: F401
         self.warm_seconds = time.perf_counter() - t0
         self.level0_modules = len(sys.modules)
         self.warnings_filters = list(warnings.filters)
@@ -145,8 +148,9 @@ class Base(Template):
         spec = replace(self.spec, reason=reason, rewarms=rewarms, files_digest=digest,
                        successor_of=successor_of or os.getpid(), generation=self.spec.generation + 1)
         ours, theirs = socket.socketpair()
-        inherited = [s for s in (self.listener, *[r.conn for r in self.runs.values()], *self._channels(), ours)
-                     if s is not None]
+        inherited = [s for s in (self.listener, *[r.conn for r in self.runs.values()], *self._channels(), ours,
+                                 *self.pending) if s is not None]
+        inherited_fds = self.pending_fds()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the level-1 process (tested end to end)
             code = 1
@@ -156,7 +160,11 @@ class Base(Template):
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 for sock in inherited:
                     os.close(sock.detach())  # detach: level 0's objects must not unlink or close them later
-                code = run_level1(spec, theirs)
+                for fd in inherited_fds:
+                    os.close(fd)
+                self.pending.clear()
+                self.close_wakeup()
+                code = run_level1(spec, theirs, self.snapshot)
             except BaseException:  # noqa: BLE001
                 log.exception("level 1 failed")
             finally:
@@ -237,7 +245,7 @@ class Base(Template):
             return
         try:
             sock.setblocking(True)
-            message, fds = protocol.recv(sock, deadline=time.monotonic() + 5.0, max_fds=4)
+            message, fds = protocol.recv(sock, deadline=time.monotonic() + 5.0, max_fds=1 + protocol.MAX_FDS)
         except (EOFError, OSError, protocol.ProtocolError) as exc:
             if not isinstance(exc, EOFError):
                 log.warning("level 1 pid %d: bad message: %s", build.pid, exc)
@@ -259,14 +267,17 @@ class Base(Template):
                     other.holding = False
             if self.listener is not None:
                 self.handing_over = True  # (its SIGUSR1 says the same; a successor of a level 1 sends none)
-        elif kind == "forward" and len(fds) == 4:
+        elif kind == "forward" and fds:
             conn = socket.socket(fileno=fds[0])
             reason = str(message.get("reason"))
-            if build.holding:  # the first run it cannot serve: level 0 holds the socket again and rebuilds
-                self._absorb(message.get("counters"))
-                self._take_back()
-                self.pending_build = (f"rebuild: {reason}", message.get("files_digest"))
-            self.note = reason
+            if message.get("fresh"):  # level 1 is fine; this run needs the project imported fresh
+                self.note = reason
+            else:
+                if build.holding:  # the first run it cannot serve: level 0 holds the socket again and rebuilds
+                    self._absorb(message.get("counters"))
+                    self._take_back()
+                    self.pending_build = (f"rebuild: {reason}", message.get("files_digest"))
+                self.note = f"level 1 is being rebuilt: {reason}"
             request = message.get("request")
             self._run(conn, request if isinstance(request, dict) else {}, fds[1:], worker=bool(message.get("worker")))
         elif kind == "rebuild":
@@ -296,7 +307,7 @@ class Base(Template):
             self.stopping = True
         else:
             log.warning("level 1 pid %d: unknown message %r", build.pid, kind)
-        for fd in fds if kind != "forward" or len(fds) != 4 else ():
+        for fd in fds if kind != "forward" else ():
             os.close(fd)
 
     @staticmethod
@@ -388,7 +399,7 @@ class Base(Template):
     def _level_note(self) -> str:
         note, self.note = self.note, None
         if note:
-            return f"level 1 is being rebuilt: {note}"
+            return note
         warming = self._warming()
         if warming is not None:
             return f"level 1 is warming ({warming.reason})"

@@ -16,13 +16,14 @@ import struct
 import time
 from typing import Any, Sequence
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAGIC = b"PFC" + bytes([PROTOCOL_VERSION])
 HEADER = struct.Struct("!4sI")
 #: Largest body accepted (bytes). A run request carries argv, the environment and sys.path.
 MAX_FRAME = 8 << 20
-#: File descriptors a frame may carry (a run request: stdin, stdout, stderr).
-MAX_FDS = 3
+#: File descriptors a frame may carry (a run request: the caller's inherited fds, procstate.MAX_INHERITED
+#: of them besides stdin, stdout and stderr).
+MAX_FDS = 3 + 64
 
 
 class ProtocolError(Exception):
@@ -63,24 +64,37 @@ def recv(sock: socket.socket, *, deadline: float | None = None, max_fds: int = 0
         header = _read_exact(sock, HEADER.size, deadline, fds, max_fds, eof_ok=True)
         if header is None:
             raise EOFError("connection closed")
-        magic, length = HEADER.unpack(header)
-        if magic[:3] != MAGIC[:3]:
-            raise ProtocolError("not a pytest-fastcollect frame")
-        if magic != MAGIC:
-            raise ProtocolError(f"protocol version {magic[3]} (this side speaks {PROTOCOL_VERSION})")
-        if length > MAX_FRAME:
-            raise ProtocolError(f"frame of {length} bytes exceeds the limit of {MAX_FRAME}")
+        length = _check_header(header)
         body = _read_exact(sock, length, deadline, fds, max_fds, eof_ok=False) or b""
-        try:
-            message = json.loads(body.decode("utf-8", "surrogateescape"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ProtocolError(f"body is not JSON: {exc}") from None
-        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            raise ProtocolError("body is not an object with a string 'type'")
-        return message, fds
+        return decode_body(body), fds
     except BaseException:
         _close_all(fds)
         raise
+
+
+def _check_header(header: bytes) -> int:
+    """The body length of a frame header; ProtocolError for another magic, version or an oversized body."""
+    magic, length = HEADER.unpack(header)
+    if magic[:3] != MAGIC[:3]:
+        raise ProtocolError("not a pytest-fastcollect frame")
+    if magic != MAGIC:
+        raise ProtocolError(f"protocol version {magic[3]} (this side speaks {PROTOCOL_VERSION})")
+    if length > MAX_FRAME:
+        raise ProtocolError(f"frame of {length} bytes exceeds the limit of {MAX_FRAME}")
+    return int(length)
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    """The message of a frame body. Raises ProtocolError for anything but a JSON object with a string
+    "type": invalid UTF-8, invalid JSON, nesting deeper than the decoder's recursion allows (RecursionError),
+    an integer beyond the interpreter's digit limit (ValueError), or another top-level value."""
+    try:
+        message = json.loads(body.decode("utf-8", "surrogateescape"))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ProtocolError(f"body is not JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ProtocolError("body is not an object with a string 'type'")
+    return message
 
 
 def _read_exact(
@@ -117,3 +131,64 @@ def _read_exact(
         chunks.append(data)
         got += len(data)
     return b"".join(chunks)
+
+
+class FrameReader:
+    """One frame read from a non-blocking socket as its bytes arrive, for the daemon's select loop: a
+    connection that sends nothing, or half a frame, holds nobody up (each call reads what is there).
+    `feed()` returns (message, fds) once the frame is complete, None while it is not; raises EOFError,
+    ProtocolError (malformed, too many fds, past `deadline`: time.monotonic()) after closing the fds it
+    received. `close()` closes them when the connection is given up."""
+
+    def __init__(self, sock: socket.socket, deadline: float, max_fds: int) -> None:
+        self.sock = sock
+        self.deadline = deadline
+        self.max_fds = max_fds
+        self.data = bytearray()
+        self.fds: list[int] = []
+        self.length: int | None = None
+        self._anc = socket.CMSG_SPACE(max(max_fds, 1) * array.array("i").itemsize)
+
+    def expired(self, now: float) -> bool:
+        return now >= self.deadline
+
+    def feed(self) -> tuple[dict[str, Any], list[int]] | None:
+        try:
+            return self._feed()
+        except BaseException:
+            self.close()
+            raise
+
+    def _feed(self) -> tuple[dict[str, Any], list[int]] | None:
+        while True:
+            total = HEADER.size if self.length is None else HEADER.size + self.length
+            if len(self.data) >= total and self.length is not None:
+                message = decode_body(bytes(self.data[HEADER.size:total]))  # raises: feed() closes the fds
+                fds, self.fds = self.fds, []
+                return message, fds
+            try:
+                chunk, ancdata, flags, _ = self.sock.recvmsg(total - len(self.data), self._anc)
+            except (BlockingIOError, InterruptedError):
+                if time.monotonic() >= self.deadline:
+                    raise ProtocolError("read deadline passed") from None
+                return None
+            for level, kind, payload in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    received = array.array("i")
+                    received.frombytes(payload[: len(payload) - (len(payload) % received.itemsize)])
+                    self.fds.extend(received)
+            if flags & socket.MSG_CTRUNC:
+                raise ProtocolError("file descriptors truncated")
+            if len(self.fds) > self.max_fds:
+                raise ProtocolError(f"{len(self.fds)} file descriptors sent, at most {self.max_fds} accepted")
+            if not chunk:
+                if not self.data:
+                    raise EOFError("connection closed")
+                raise ProtocolError(f"connection closed after {len(self.data)} of {total} bytes")
+            self.data += chunk
+            if self.length is None and len(self.data) >= HEADER.size:
+                self.length = _check_header(bytes(self.data[: HEADER.size]))
+
+    def close(self) -> None:
+        _close_all(self.fds)
+        self.fds = []

@@ -31,6 +31,8 @@ class ServedRun:
     #: 1: forked from the warm project (level 1); 0: from level 0 (pytest and plugins; `note` says why)
     level: int = 1
     note: str = ""
+    #: served from level 0 because a tool measures from its start: its xdist workers start cold
+    fresh: bool = False
 
 
 #: Set in a run child before pytest's main runs.
@@ -45,6 +47,21 @@ def set_role(role: str) -> None:
 def set_served(info: ServedRun) -> None:
     global SERVED
     SERVED = info
+
+
+#: The daemon process's signal dispositions when it started (signal number -> handler), before it set any of
+#: its own: a run child may restore a Python handler the caller has too (e.g. one a sitecustomize installs).
+STARTUP_SIGNALS: dict[int, Any] = {}
+
+
+def record_startup_signals() -> None:
+    import signal
+
+    for sig in signal.valid_signals():
+        try:
+            STARTUP_SIGNALS[int(sig)] = signal.getsignal(sig)
+        except (OSError, ValueError):
+            pass
 
 
 #: replay.Replayer of a run child (import-time warnings of warm test modules), else None.

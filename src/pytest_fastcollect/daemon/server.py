@@ -45,6 +45,9 @@ log = logging.getLogger("pytest_fastcollect.daemon")
 
 #: Seconds a client has to send its request after connecting.
 REQUEST_DEADLINE = 5.0
+#: Connections whose request is still arriving, at most (each holds an fd and, once a run request arrived,
+#: the client's stdio fds).
+MAX_PENDING = 64
 #: Warm-ups in a row (level 0 re-executions, level-1 builds) for files that changed during the warm-up before serving anyway
 #: (dirty modules are then re-imported by every run; a dirty conftest or config file refuses runs).
 MAX_REWARMS = 3
@@ -193,6 +196,13 @@ class Template:
         self.warm_rss_kib: int | None = None
         self.last_child_memory: tuple[int, int | None] | None = None
         self.memory_checked = 0.0
+        #: level 0's snapshot (level 1 only): the files of modules level 0 imported keep level 0's
+        #: fingerprints, taken when those modules were loaded (an edit before this warm-up is a change)
+        self.inherited: Snapshot | None = None
+        #: connections whose request is still arriving (see _accept)
+        self.pending: dict[socket.socket, protocol.FrameReader] = {}
+        #: the SIGCHLD self-pipe (read end, write end) while serving
+        self.wakeup: tuple[int, int] | None = None
 
     # ---- warm-up ----------------------------------------------------------------------------------------
     def warm(self) -> None:
@@ -240,6 +250,7 @@ class Template:
             started_ns,
             [os.path.abspath(p or ".") for p in sys.path],
             test_files=list(result.test_modules),
+            inherited=self.inherited,
         )
         if self.snapshot.dirty and self.spec.rewarms < MAX_REWARMS:
             # Files written while (or just before) they were imported: what the template holds may be older
@@ -313,6 +324,13 @@ class Template:
             value = prior.get(name)
             if isinstance(value, int):
                 setattr(self.counters, name, getattr(self.counters, name) + value)
+
+    def drop_pending(self) -> None:
+        """Close the connections whose request never arrived (leaving the loop)."""
+        for conn, reader in list(self.pending.items()):
+            reader.close()
+            conn.close()
+        self.pending.clear()
 
     def close_listener(self) -> None:
         if self.listener is None:
@@ -391,8 +409,34 @@ class Template:
         return out
 
     # ---- loop -------------------------------------------------------------------------------------------
+    def _install_wakeup(self) -> None:
+        """A self-pipe that SIGCHLD writes to (signal.set_wakeup_fd, as CPython's forkserver does): the loop
+        wakes when a run ends, so its client gets the exit code at once, not at the next select timeout."""
+        self.close_wakeup()
+        self.wakeup = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wakeup[1], warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, _on_sigchld)
+
+    def close_wakeup(self) -> None:
+        """Forget the SIGCHLD self-pipe (also in a forked level 1 or run child, which inherit it)."""
+        signal.set_wakeup_fd(-1)
+        for fd in self.wakeup or ():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.wakeup = None
+
+    def _drain_wakeup(self) -> None:
+        try:
+            while self.wakeup is not None and os.read(self.wakeup[0], 512):
+                pass
+        except BlockingIOError:
+            pass
+
     def serve(self) -> None:
         assert self.listener is not None
+        self._install_wakeup()
         signal.signal(signal.SIGTERM, self._on_sigterm)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -409,6 +453,9 @@ class Template:
             watched: list[Any] = [self.listener] if self.listener is not None else []
             watched += [r.conn for r in self.runs.values() if r.conn is not None]
             watched += self._channels()
+            watched += list(self.pending)
+            if self.wakeup is not None:
+                watched.append(self.wakeup[0])
             try:
                 readable, _, _ = select.select(watched, [], [], 0.25)
             except OSError as exc:
@@ -418,14 +465,19 @@ class Template:
                 else:
                     raise
             for sock in readable:
-                if sock is self.listener:
+                if self.wakeup is not None and sock == self.wakeup[0]:
+                    self._drain_wakeup()
+                elif sock is self.listener:
                     self._accept()
+                elif sock in self.pending:
+                    self._pending_event(sock)
                 elif any(r.conn is sock for r in self.runs.values()):
                     self._client_event(sock)
                 else:
                     self._channel_event(sock)
             self._reap()
             self._escalate()
+            self._expire_pending()
             self._maybe_rewarm()
             self._watch_memory()
             if self.reexec_reason is not None and self.channel is not None:
@@ -436,14 +488,16 @@ class Template:
                 log.info("idle for %.0fs: exiting", self.spec.idle_timeout)
                 self.tell({"type": "stop", "reason": "idle"})
                 break
+        self.drop_pending()
         self.close_listener()
 
     def _idle(self) -> bool:
         return self.spec.idle_timeout > 0 and time.monotonic() - self.last_activity > self.spec.idle_timeout
 
     def _handed_over(self) -> bool:
-        """After a successor took the socket: True to leave the loop (level 1: once its runs are done)."""
-        if self.runs:
+        """After a successor took the socket: True to leave the loop (level 1: once its runs are done and the
+        requests that connected before the hand-over have arrived)."""
+        if self.runs or self.pending:
             return False
         log.info("handed over to the successor template: exiting")
         return True
@@ -463,7 +517,7 @@ class Template:
         if data:
             try:  # a reply that came after its request timed out: discard it
                 sock.setblocking(True)
-                _, fds = protocol.recv(sock, deadline=time.monotonic() + 1.0, max_fds=4)
+                _, fds = protocol.recv(sock, deadline=time.monotonic() + 1.0, max_fds=1 + protocol.MAX_FDS)
                 for fd in fds:
                     os.close(fd)
                 return
@@ -546,28 +600,76 @@ class Template:
             log.info("re-warm requested from level 0 (%s)", reason)
 
     def _accept(self) -> None:
+        """Take a connection: check its peer's uid, then read its request as it arrives (`_pending`): a
+        connection that sends nothing or half a frame delays no other client (MAX_PENDING at once; the oldest
+        is dropped beyond that)."""
         assert self.listener is not None
         try:
             conn, _ = self.listener.accept()
         except OSError:
             return
         self.last_activity = time.monotonic()
-        conn.setblocking(True)
         try:
             pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-            if uid != os.getuid():
-                self.counters.rejected += 1
-                self.counters.last_error = f"refused a connection from uid {uid} (pid {pid})"
-                log.warning(self.counters.last_error)
-                conn.close()
-                return
-            message, fds = protocol.recv(conn, deadline=time.monotonic() + REQUEST_DEADLINE, max_fds=protocol.MAX_FDS)
-        except (protocol.ProtocolError, EOFError, OSError) as exc:
-            self.counters.rejected += 1
-            self.counters.last_error = f"rejected a request: {exc}"
-            log.warning(self.counters.last_error)
-            self._reply_and_close(conn, {"type": "error", "reason": str(exc)})
+        except OSError:
+            conn.close()
             return
+        if uid != os.getuid():
+            self._reject(conn, f"refused a connection from uid {uid} (pid {pid})", reply=False)
+            return
+        conn.setblocking(False)
+        if len(self.pending) >= MAX_PENDING:
+            oldest = min(self.pending, key=lambda c: self.pending[c].deadline)
+            self.pending.pop(oldest).close()
+            self._reject(oldest, f"{MAX_PENDING} connections waiting to send: dropped the oldest")
+        self.pending[conn] = protocol.FrameReader(conn, time.monotonic() + REQUEST_DEADLINE, protocol.MAX_FDS)
+        self._pending_event(conn)
+
+    def _pending_event(self, conn: socket.socket) -> None:
+        """Read what a pending connection sent; dispatch its request once complete."""
+        reader = self.pending.get(conn)
+        if reader is None:
+            return
+        try:
+            got = reader.feed()
+        except (protocol.ProtocolError, EOFError, OSError) as exc:
+            del self.pending[conn]
+            self._reject(conn, f"rejected a request: {exc}", reply=not isinstance(exc, EOFError))
+            return
+        if got is None:
+            return
+        del self.pending[conn]
+        conn.setblocking(True)
+        try:
+            self._dispatch(conn, *got)
+        except Exception as exc:  # noqa: BLE001 - one bad request never ends the loop
+            log.exception("request failed")
+            self.counters.last_error = f"request failed: {type(exc).__name__}: {exc}"
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def pending_fds(self) -> list[int]:
+        """fds received on pending connections so far (a forked child must close them: a client's pipe)."""
+        return [fd for reader in self.pending.values() for fd in reader.fds]
+
+    def _expire_pending(self) -> None:
+        now = time.monotonic()
+        for conn in [c for c, r in self.pending.items() if r.expired(now)]:
+            self.pending.pop(conn).close()
+            self._reject(conn, "rejected a request: read deadline passed")
+
+    def _reject(self, conn: socket.socket, error: str, reply: bool = True) -> None:
+        self.counters.rejected += 1
+        self.counters.last_error = error
+        log.warning(error)
+        if reply:
+            self._reply_and_close(conn, {"type": "error", "reason": error})
+        else:
+            conn.close()
+
+    def _dispatch(self, conn: socket.socket, message: dict[str, Any], fds: list[int]) -> None:
         kind = message["type"]
         if kind == "run" or kind == "worker":
             self._run(conn, message, fds, worker=kind == "worker")
@@ -587,10 +689,7 @@ class Template:
             if not self.tell({"type": "restart", "reason": "reload requested"}):
                 self.reexec_reason = "reload requested"
         else:
-            self.counters.rejected += 1
-            self.counters.last_error = f"rejected a request of unknown type {kind!r}"
-            log.warning(self.counters.last_error)
-            self._reply_and_close(conn, {"type": "error", "reason": f"unknown request type {kind!r}"})
+            self._reject(conn, f"rejected a request of unknown type {kind!r}")
 
     @staticmethod
     def _reply_and_close(conn: socket.socket, message: dict[str, Any]) -> None:
@@ -638,6 +737,12 @@ class Template:
     def _plan(self, conn: socket.socket, request: dict[str, Any], fds: list[int], worker: bool) -> Plan | None:
         """The evictions for a run this template can serve, or None once it has handed the run on or
         refused it (a test file added or removed, a stale conftest or config file: level 0 serves it)."""
+        fresh = request.get("fresh")
+        if fresh:
+            # a tool in the run measures from its start (coverage): the project must be imported after it
+            # started, so level 0 serves it; level 1 stays as it is
+            self._forward(conn, request, fds, worker, str(fresh), fresh=True)
+            return None
         warm = self.warm_result
         if not worker and self.state == "ready" and warm is not None and warm.method == "imports" and (
             request.get("files_digest") != warm.files_digest
@@ -663,8 +768,8 @@ class Template:
 
         others = [r.conn for r in self.runs.values() if r.conn is not None]
         ctx = ChildContext(
-            close_sockets=[s for s in (self.listener, *others, *self._channels()) if s is not None],
-            close_fds=[self.spec.lock_fd],
+            close_sockets=[s for s in (self.listener, *others, *self._channels(), *self.pending) if s is not None],
+            close_fds=[self.spec.lock_fd, *(self.wakeup or ()), *self.pending_fds()],
             warnings_filters=self.warnings_filters,
             sys_path_added=self.sys_path_added,
             evict=plan.evict,
@@ -677,6 +782,9 @@ class Template:
             worker=worker,
             level=self.level,
             level_note=self._level_note(),
+            log_path=str(self.files.log),
+            folder=str(self.files.folder),
+            fresh=bool(request.get("fresh")),
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded fork": native pools only
@@ -700,21 +808,29 @@ class Template:
 
     def _unusable(self, conn: socket.socket, request: dict[str, Any], fds: list[int], worker: bool, reason: str,
                   files_digest: str | None) -> None:
-        """This template cannot serve the run (`reason`): hand the connection and the client's fds to level 0,
-        which serves it from its own state (pytest warm, the project imported fresh) and builds a new level
-        1 (`files_digest`: the test files the next warm-up must find, None for the same). Without a level 0,
-        refuse: the client runs locally."""
-        message = {"type": "forward", "reason": reason, "files_digest": files_digest, "worker": worker,
-                   "request": request, "counters": asdict(self.counters)}
-        if self.tell(message, [conn.fileno(), *fds]):
+        """This template cannot serve the run (`reason`): hand it to level 0, which serves it from its own
+        state (pytest warm, the project imported fresh) and builds a new level 1 (`files_digest`: the test
+        files the next warm-up must find, None for the same). Without a level 0, refuse: the client runs
+        locally."""
+        if self._forward(conn, request, fds, worker, reason, files_digest=files_digest):
             self.asked_rebuild = self.asked_rebuild or time.monotonic()
+        else:
+            self.reexec_reason = reason
+
+    def _forward(self, conn: socket.socket, request: dict[str, Any], fds: list[int], worker: bool, reason: str,
+                 files_digest: str | None = None, fresh: bool = False) -> bool:
+        """Pass the connection and the client's fds to level 0 ("forward"; `fresh`: level 1 stays, no
+        rebuild). False, after refusing the run, when there is no level 0 to take it."""
+        message = {"type": "forward", "reason": reason, "files_digest": files_digest, "worker": worker,
+                   "request": request, "counters": asdict(self.counters), "fresh": fresh}
+        if self.tell(message, [conn.fileno(), *fds]):
             log.info("run handed to level 0: %s", reason)
             for fd in fds:
                 os.close(fd)
             conn.close()
-            return
+            return True
         self._refuse(conn, fds, reason)
-        self.reexec_reason = reason
+        return False
 
     def _client_event(self, conn: socket.socket) -> None:
         run = next((r for r in self.runs.values() if r.conn is conn), None)
@@ -758,6 +874,12 @@ class Template:
                 self._child_ended(pid, status)
                 continue
             self.last_child_memory = (int(usage.ru_maxrss), run.pss_kib)
+            from .child import exit_file
+
+            try:
+                os.unlink(exit_file(str(self.files.folder), pid))
+            except OSError:
+                pass
             log.info("run pid %d ended (status %d) after %.3fs", pid, status, time.monotonic() - run.started)
             if os.WIFSIGNALED(status):
                 sig = os.WTERMSIG(status)
@@ -793,6 +915,7 @@ class Template:
         reason = self.reexec_reason or "rebuild"
         log.info("re-executing to rebuild the warm state: %s", reason)
         self.stop_children()
+        self.drop_pending()
         self.close_listener()
         for run in self.runs.values():
             if run.conn is not None:
@@ -804,6 +927,10 @@ class Template:
         os.set_inheritable(spec.lock_fd, True)
         argv = _serve_argv(spec)
         os.execv(argv[0], argv)
+
+
+def _on_sigchld(signum: int, frame: Any) -> None:
+    """SIGCHLD's handler: nothing; the wake-up fd (Template._install_wakeup) is what wakes the loop."""
 
 
 def _serve_argv(spec: Spec) -> list[str]:
@@ -829,8 +956,8 @@ def _is_str_list(value: Any) -> bool:
 
 def validate_run(request: dict[str, Any], nfds: int) -> str | None:
     """The reason a run request is malformed, or None. Shape: key str, argv list[str] (non-empty), cwd str
-    (absolute), env dict[str, str], sys_path list[str], umask int, stdio list of 3 (dict or None), optional
-    files_digest str; exactly 3 fds (stdin, stdout, stderr)."""
+    (absolute), env dict[str, str], sys_path list[str], optional files_digest str, optional fresh str or
+    None, process: the caller's process state (procstate.problem checks it, with the number of fds sent)."""
     if not isinstance(request.get("key"), str):
         return "key is not a string"
     if not _is_str_list(request.get("argv")) or not request["argv"]:
@@ -843,16 +970,13 @@ def validate_run(request: dict[str, Any], nfds: int) -> str | None:
         return "env is not a dict of strings"
     if not _is_str_list(request.get("sys_path")):
         return "sys_path is not a list of strings"
-    if not isinstance(request.get("umask"), int) or not 0 <= request["umask"] <= 0o777:
-        return "umask is not an int in 0..0o777"
-    stdio = request.get("stdio")
-    if not isinstance(stdio, list) or len(stdio) != 3 or not all(s is None or isinstance(s, dict) for s in stdio):
-        return "stdio is not a list of 3 objects"
     if not isinstance(request.get("files_digest", ""), str):
         return "files_digest is not a string"
-    if nfds != 3:
-        return f"{nfds} file descriptors sent, 3 expected"
-    return None
+    if request.get("fresh") is not None and not isinstance(request.get("fresh"), str):
+        return "fresh is not a string or null"
+    from .procstate import problem
+
+    return problem(request.get("process"), nfds)
 
 
 def _setup_logging(files: DaemonFiles) -> None:
@@ -871,13 +995,14 @@ def _parent_of(pid: int) -> int | None:
         return None
 
 
-def run_level1(spec: Spec, channel: socket.socket) -> int:
+def run_level1(spec: Spec, channel: socket.socket, level0: Snapshot | None = None) -> int:
     """The life of a level-1 template, in a process forked from level 0 (level0.Base.build): warm the
     project, take the socket over from `spec.successor_of` (level 0 or the level 1 it succeeds) and serve.
     One that is not ready never takes over: it tells level 0 why (a warm-up that saw files change asks for
     another build) and exits, and level 0 goes on serving runs itself."""
     runtime.set_role("template")
     template = Template(spec, channel)
+    template.inherited = level0
     try:
         template.warm()
         if template.reexec_reason is not None:

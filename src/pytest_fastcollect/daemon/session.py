@@ -108,8 +108,13 @@ def before_run(config: pytest.Config, parser: pytest.Parser, enabled: bool) -> D
         return Decision(note=f"daemon unavailable: {exc}")
     if command is not None:
         raise SystemExit(_run_command(command, config, parser, tgt))
+    from .measuring import fresh_reason, local_reason, plugin_dists
+
+    local = local_reason()
+    if local is not None:  # measured from interpreter start-up: no served run, and no daemon started for it
+        return Decision(note=f"ran locally ({local})")
     try:
-        code = serve_run(tgt)
+        code = serve_run(tgt, fresh=fresh_reason(options, plugin_dists(config)))
     except NotServed as exc:
         reason = str(exc)
         if reason == "stale socket":
@@ -117,7 +122,11 @@ def before_run(config: pytest.Config, parser: pytest.Parser, enabled: bool) -> D
 
             remove_stale_socket(tgt.files)
         return Decision(note=f"ran locally ({reason})", autostart=True, target=tgt, warm=_warm(parser, config))
-    sys.stdout.flush()
+    if sys.stdout is not None:
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
     raise SystemExit(code)
 
 

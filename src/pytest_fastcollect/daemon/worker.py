@@ -62,13 +62,13 @@ def main(argv: list[str]) -> int:
     if worker_code(python_args) is None:
         _cold(python_args)
     from . import protocol
-    from .client import NotServed, _stdio_info, _umask, _wait, connect
+    from .client import NotServed, capture_process, connect, wait
 
     try:
+        state, fds = capture_process()
         sock = connect(socket_path)
     except NotServed:
         _cold(python_args)
-    fds, infos, opened = _stdio_info()
     request = {
         "type": "worker",
         "key": key,
@@ -77,24 +77,22 @@ def main(argv: list[str]) -> int:
         "env": dict(os.environ),
         # `python -c` puts "" (the cwd) first where `python -m` put the cwd's path (neither does with -P)
         "sys_path": list(sys.path) if getattr(sys.flags, "safe_path", False) else ["", *sys.path[1:]],
-        "umask": _umask(),
-        "stdio": infos,
+        "process": {**state, "orig_argv": [sys.executable, *python_args], "main": {"spec": None, "file": None}},
     }
     try:
         protocol.send(sock, request, fds)
         reply, _ = protocol.recv(sock, deadline=time.monotonic() + 30.0)
-        for fd in opened:
-            os.close(fd)
         if reply.get("type") != "started" or not isinstance(reply.get("pid"), int):
             raise EOFError(f"{reply.get('type')}: {reply.get('reason')}")
     except (OSError, EOFError, protocol.ProtocolError):
         sock.close()
         _cold(python_args)
     try:
-        return _wait(sock, reply["pid"])
+        from .procstate import ignored_signals
+
+        return wait(sock, reply["pid"], ignored_signals(state))
     finally:
         sock.close()
-
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
