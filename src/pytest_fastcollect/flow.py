@@ -123,6 +123,8 @@ class RecordsRun:
             # decision must hold for exactly what the workers will collect
             self.key += ":xdist"
         records, self.manifests = self.store.load(self.key)
+        if self.store.warning:  # e.g. a corrupt file found while reading: set aside, recorded again
+            self.warning = self.store.warning
         self.recorded_paths = set(records)
         modules = {m.path: m for m in report.modules}
         verdict = check(records, self.manifests, modules, str(config.rootpath))

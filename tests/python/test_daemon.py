@@ -484,6 +484,63 @@ def test_idle_connections_do_not_delay_a_run(project: Path, daemon_env: Path) ->
     assert SERVED in run(project, "-v").stdout
 
 
+def test_stop_never_signals_an_unverified_pid(project: Path, daemon_env: Path) -> None:
+    """D4: the socket deleted and the pid file pointing at an unrelated process: `--daemon-stop` used to
+    kill that process and leave the daemon running. It signals only a holder of the key's lock."""
+    daemon = start(project)
+    folder = daemon_env / "pytest-fastcollect"
+    (sock,) = folder.glob("*.sock")
+    (pid_file,) = folder.glob("*.pid")
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        sock.unlink()
+        pid_file.write_text(f"{bystander.pid}\n")
+        proc = run(project, "--daemon-stop")
+        assert proc.returncode == 0 and f"daemon pid {daemon} stopped" in proc.stdout, proc.stdout
+        assert bystander.poll() is None, "the unrelated process was signalled"
+        assert daemon_processes(daemon_env) == []
+        assert not pid_file.exists()
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_a_deleted_socket_is_bound_again(project: Path, daemon_env: Path) -> None:
+    start(project)
+    (sock,) = (daemon_env / "pytest-fastcollect").glob("*.sock")
+    sock.unlink()
+    end = time.monotonic() + 10
+    while not sock.exists():
+        assert time.monotonic() < end, "the daemon did not notice its socket was deleted"
+        time.sleep(0.1)
+    assert SERVED in run(project, "-v").stdout
+
+
+def test_a_cleaned_socket_folder_makes_the_daemon_leave(project: Path, daemon_env: Path) -> None:
+    """A tmp cleaner deleting the socket folder (lock file included): another daemon could start for the key,
+    so this one leaves; the next run is local and starts a new one, which serves the run after."""
+    import shutil
+
+    start(project)
+    assert daemon_processes(daemon_env)
+    shutil.rmtree(daemon_env / "pytest-fastcollect")
+    end = time.monotonic() + 15
+    while daemon_processes(daemon_env):
+        assert time.monotonic() < end, "the daemon is still running"
+        time.sleep(0.1)
+    first = run(project, "-v")
+    assert first.returncode == 0 and "ran locally (no daemon)" in first.stdout, first.stdout
+    wait_ready(project)
+    assert SERVED in run(project, "-v").stdout
+
+
+def test_a_clean_stop_removes_the_pid_file(project: Path, daemon_env: Path) -> None:
+    start(project)
+    (pid_file,) = (daemon_env / "pytest-fastcollect").glob("*.pid")
+    assert run(project, "--daemon-stop").returncode == 0
+    assert not pid_file.exists()
+
+
 # ---- parity through the daemon, across edits ------------------------------------------------------------
 
 

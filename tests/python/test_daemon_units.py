@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import stat
+import subprocess
 import sys
 import tempfile
 import threading
@@ -94,6 +95,18 @@ def test_key_changes_with_non_volatile_env(monkeypatch: pytest.MonkeyPatch, name
         "KONSOLE_DBUS_SESSION",
         "ITERM_SESSION_ID",
         "LC_TERMINAL_VERSION",
+        # a venv's activate, pyenv's shims, conda's activation, IDE terminals (issue: three daemons per project)
+        "PS1",
+        "VIRTUAL_ENV_PROMPT",
+        "_OLD_VIRTUAL_PATH",
+        "PYENV_DIR",
+        "PYENV_HOOK_PATH",
+        "PYENV_VERSION",
+        "CONDA_SHLVL",
+        "CONDA_PREFIX_1",
+        "CONDA_PROMPT_MODIFIER",
+        "VSCODE_GIT_IPC_HANDLE",
+        "PYCHARM_HOSTED",
     ],
 )
 def test_key_ignores_volatile_env(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
@@ -909,6 +922,29 @@ def _make_socket_file(path: Path) -> None:
     finally:
         s.close()
     assert stat.S_ISSOCK(os.lstat(path).st_mode)
+
+
+def test_pid_of_trusts_only_a_holder_of_the_lock(files: DaemonFiles) -> None:
+    """D4: a pid file naming a process that does not hold the lock is not believed; the lock's holder is."""
+    from pytest_fastcollect.daemon import control
+    from pytest_fastcollect.daemon.client import Target
+
+    tgt = Target("k", {}, files, "/root")
+    bystander = subprocess.Popen(["sleep", "30"])
+    try:
+        files.pid.write_text(f"{bystander.pid}\n")
+        assert control._pid_of(tgt) is None  # nobody holds the lock
+        fd = spawn.try_lock(files)
+        assert fd is not None
+        try:
+            assert control._pid_of(tgt) == os.getpid()
+            files.pid.write_text(f"{os.getpid()}\n")
+            assert control._pid_of(tgt) == os.getpid()
+        finally:
+            os.close(fd)
+    finally:
+        bystander.kill()
+        bystander.wait()
 
 
 def test_remove_stale_socket_without_lock(files: DaemonFiles) -> None:

@@ -8,6 +8,7 @@ were left unimported (else the comparison would prove nothing).
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import subprocess
 import sys
@@ -361,6 +362,34 @@ def test_first_run_records_second_run_skips(corpus_copy) -> None:
     cleared = _pytest(root, "-k", "test_alpha_one", "--fastcollect-cache-clear")
     assert "0 test files left unimported" in _header(cleared) and "8 not recorded yet" in _header(cleared)
     assert "6 test files left unimported" in _header(_pytest(root, "-k", "test_alpha_one"))
+
+
+def test_corrupt_records_are_set_aside_and_rebuilt(corpus_copy) -> None:
+    """D7: 2,000 random bytes at offset 5000 of records-v2.sqlite used to leave every later -k run at
+    "records valid for 0 files" with no warning, for ever. Now the run says so, sets the file aside as
+    records-v2.sqlite.corrupt and records again; the run after that leaves files unimported."""
+    root = corpus_copy("selection")
+    for _ in range(3):  # records; a decision per query; the file grows past offset 7000
+        _pytest(root, "-k", "test_alpha_one")
+        _pytest(root, "-k", "test_beta")
+    from pytest_fastcollect.cache import user_cache_dir
+
+    (db,) = user_cache_dir(root.resolve()).glob("records-v*.sqlite")  # (BASE turns pytest's cache off)
+    checkpoint = sqlite3.connect(db)  # everything into the main file (a WAL would hold the newest pages)
+    checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page = checkpoint.execute("PRAGMA page_size").fetchone()[0]
+    (root_page,) = checkpoint.execute("SELECT rootpage FROM sqlite_master WHERE name = 'files'").fetchone()
+    checkpoint.close()
+    with open(db, "r+b") as fh:  # 2,000 random bytes over the files table's root page (header, cells)
+        fh.seek(page * (root_page - 1))
+        fh.write(random.Random(1).randbytes(2000))
+    damaged = _pytest(root, "-k", "test_alpha_one")
+    assert "1 passed, 20 deselected" in damaged.stdout, damaged.stdout
+    assert "fastcollect: records were corrupt" in damaged.stdout and "set aside" in damaged.stdout, _header(damaged)
+    assert db.with_name(db.name + ".corrupt").exists()
+    _pytest(root, "-k", "test_alpha_one")
+    healed = _pytest(root, "-k", "test_alpha_one")
+    assert "6 test files left unimported" in _header(healed), healed.stdout
 
 
 def _edit(path: Path, old: str, new: str) -> None:

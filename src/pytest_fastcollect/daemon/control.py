@@ -15,6 +15,7 @@ from typing import Any, Callable, TextIO
 from . import spawn
 from .client import NotServed, Target, ask
 from .paths import DaemonPathError, socket_dir
+from .procfs import lock_holders, parent_of
 
 #: Seconds --daemon-start waits for the warm-up (sympy takes ~15 s on 2 cores).
 START_TIMEOUT = 600.0
@@ -112,10 +113,18 @@ def print_rows(rows: list[tuple[str, str]], out: TextIO) -> None:
 
 
 def _pid_of(tgt: Target) -> int | None:
+    """The daemon's pid (level 0): the pid file's, if that process holds the key's lock file open; else the
+    lock holder none of whose ancestors holds it (a pid file left stale, or pointing at an unrelated
+    process, is never signalled). None when no process holds the lock."""
     try:
-        return int(tgt.files.pid.read_text(encoding="ascii").strip())
+        pid: int | None = int(tgt.files.pid.read_text(encoding="ascii").strip())
     except (OSError, ValueError):
-        return None
+        pid = None
+    holders = lock_holders(tgt.files)
+    if pid in holders:
+        return pid
+    roots = [p for p in holders if parent_of(p) not in holders]
+    return roots[0] if roots else None
 
 
 def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
@@ -194,6 +203,10 @@ def stop(tgt: Target, out: TextIO) -> int:
     if not _wait_for(lambda: not spawn.daemon_running(tgt.files), STOP_TIMEOUT):
         print(f"pytest-fastcollect: daemon pid {pid} did not stop within {STOP_TIMEOUT:.0f}s", file=out)
         return 1
+    try:
+        tgt.files.pid.unlink()  # (the daemon removes it itself; one killed meanwhile leaves it)
+    except OSError:
+        pass
     print(f"pytest-fastcollect: daemon pid {pid} stopped", file=out)
     return 0
 

@@ -21,11 +21,39 @@ from typing import Any, Iterable
 
 from .. import __version__
 
-#: Environment variables left out of the key: they describe the terminal or the shell, and pytest or the
-#: run child reads them at run time (after the fork), not at import time. Everything else in the environment
-#: is part of the key: a different value means a different daemon.
+#: Environment variables left out of the key. A run always gets its caller's whole environment (the child
+#: replaces os.environ); the key decides only which warm template may serve it, so a variable may be left
+#: out only if no module reads it at import time in a way that matters: what describes the terminal, the
+#: shell's prompt and history, the session, a shim or IDE's bookkeeping. Reviewed against bash/zsh with a
+#: venv's `activate` (PS1, VIRTUAL_ENV_PROMPT, _OLD_VIRTUAL_*), pyenv's shims (PYENV_*: the interpreter is
+#: in the key by its path), conda's activation (CONDA_SHLVL, CONDA_PROMPT_MODIFIER, the stacked
+#: CONDA_PREFIX_<n>), VS Code's and JetBrains' terminals and runners. Everything else is part of the key: a
+#: different value means a different daemon.
 VOLATILE_ENV = frozenset(
     {
+        "PS1",
+        "PS2",
+        "PS3",
+        "PS4",
+        "PROMPT",
+        "RPROMPT",
+        "PROMPT_COMMAND",
+        "VIRTUAL_ENV_PROMPT",
+        "_OLD_VIRTUAL_PS1",
+        "_OLD_VIRTUAL_PATH",
+        "_OLD_VIRTUAL_PYTHONHOME",
+        "HISTFILE",
+        "HISTSIZE",
+        "HISTFILESIZE",
+        "HISTCONTROL",
+        "CONDA_SHLVL",
+        "CONDA_PROMPT_MODIFIER",
+        "XDG_SESSION_ID",
+        "TERMINAL_EMULATOR",
+        "PYCHARM_HOSTED",
+        "PYCHARM_DISPLAY_PORT",
+        "GIT_ASKPASS",
+        "WT_SESSION",
         "PWD",
         "OLDPWD",
         "SHLVL",
@@ -55,7 +83,7 @@ VOLATILE_ENV = frozenset(
     }
 )
 #: Prefixes of volatile variables (terminal emulators' per-window variables).
-VOLATILE_ENV_PREFIXES = ("KONSOLE_", "ITERM_", "LC_TERMINAL")
+VOLATILE_ENV_PREFIXES = ("KONSOLE_", "ITERM_", "LC_TERMINAL", "PYENV_", "CONDA_PREFIX_", "VSCODE_")
 
 #: Linux's sun_path is 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107

@@ -39,6 +39,7 @@ from typing import Any
 from . import protocol, runtime
 from .freshness import RACY_MARGIN_NS, Plan, Snapshot, config_candidates
 from .paths import DaemonFiles
+from .procfs import parent_of
 from .warmup import WarmResult, warm_imports, warm_session
 
 log = logging.getLogger("pytest_fastcollect.daemon")
@@ -558,6 +559,31 @@ class Template:
         self.handing_over = True
 
     # ---- re-warm ----------------------------------------------------------------------------------------
+    def _check_files(self) -> None:
+        """(At most once a second.) The key's files still ours? A lock file that is gone or replaced (a tmp
+        cleaner emptied the socket folder) means another daemon may start for the key: leave. A socket file
+        that is gone while this process holds it is bound again, so clients find the daemon."""
+        try:
+            held = os.fstat(self.spec.lock_fd)
+            named = os.stat(self.files.lock)
+            same = (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
+        except OSError:
+            same = False
+        if not same:
+            log.warning("the lock file %s is gone or replaced: leaving", self.files.lock)
+            self.tell({"type": "stop", "reason": "lock file gone"})
+            self.stopping = True
+            return
+        if self.listener is None or self.handing_over:
+            return
+        try:
+            os.stat(self.files.socket)
+        except FileNotFoundError:
+            log.warning("the socket %s was deleted: listening on it again", self.files.socket)
+            old, self.listener = self.listener, None
+            old.close()
+            self.bind(handover=False)
+
     def _watch_memory(self) -> None:
         """At most once a second: sample the PSS of running children; when idle, restart (re-exec) if the
         template's RSS is over ini fastcollect_daemon_max_memory (memory_restart_reason)."""
@@ -565,6 +591,9 @@ class Template:
         if now - self.memory_checked < 1.0:
             return
         self.memory_checked = now
+        self._check_files()
+        if self.stopping:
+            return
         for run in self.runs.values():
             pss = _pss_kib(run.pid)
             if pss is not None and (run.pss_kib is None or pss > run.pss_kib):
@@ -987,14 +1016,6 @@ def _setup_logging(files: DaemonFiles) -> None:
     log.propagate = False
 
 
-def _parent_of(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            return int(fh.read().rpartition(")")[2].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def run_level1(spec: Spec, channel: socket.socket, level0: Snapshot | None = None) -> int:
     """The life of a level-1 template, in a process forked from level 0 (level0.Base.build): warm the
     project, take the socket over from `spec.successor_of` (level 0 or the level 1 it succeeds) and serve.
@@ -1015,7 +1036,7 @@ def run_level1(spec: Spec, channel: socket.socket, level0: Snapshot | None = Non
             return 1
         template.bind(handover=True)
         # the holder was level 0 (our parent) or the level 1 we succeed (our sibling): not a reused pid
-        if spec.successor_of in (os.getppid(),) or _parent_of(spec.successor_of) == os.getppid():
+        if spec.successor_of in (os.getppid(),) or parent_of(spec.successor_of) == os.getppid():
             try:
                 os.kill(spec.successor_of, signal.SIGUSR1)
             except ProcessLookupError:
@@ -1062,5 +1083,10 @@ def serve_main(spec_json: str) -> int:
     base.stop_children()
     if base.reexec_reason is not None and not base.stopping:
         base.reexec()
+    try:
+        if base.files.pid.read_text(encoding="ascii").strip() == str(os.getpid()):
+            base.files.pid.unlink()
+    except OSError:
+        pass
     log.info("daemon pid %d exits", os.getpid())
     return 0

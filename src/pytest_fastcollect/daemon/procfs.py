@@ -1,0 +1,49 @@
+"""What /proc says about processes (Linux): a process's parent, and which processes hold a daemon's lock file.
+
+Used to verify a pid before signalling it: a pid file can be stale, or name a pid reused by an unrelated
+process (`--daemon-stop` once killed a `sleep` that way).
+"""
+
+from __future__ import annotations
+
+import os
+
+from .paths import DaemonFiles
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent pid of `pid` (/proc/PID/stat), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return int(fh.read().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def lock_holders(files: DaemonFiles) -> list[int]:
+    """Pids of this user's processes that hold the key's lock file open (the daemon's levels: level 0 and
+    its level-1 templates), found through /proc/PID/fd; ascending."""
+    try:
+        lock = os.stat(files.lock)
+    except OSError:
+        return []
+    out: list[int] = []
+    uid = os.getuid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != uid:
+                continue
+            fd_dir = f"/proc/{entry.name}/fd"
+            for fd in os.listdir(fd_dir):
+                try:
+                    st = os.stat(f"{fd_dir}/{fd}")
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) == (lock.st_dev, lock.st_ino):
+                    out.append(int(entry.name))
+                    break
+        except OSError:
+            continue
+    return sorted(out)
