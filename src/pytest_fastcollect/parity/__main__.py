@@ -1,4 +1,4 @@
-"""`python -m pytest_fastcollect.parity PATH [--run] [--daemon] [--plugin-arg=ARG ...] -- [pytest args]`
+"""`python -m pytest_fastcollect.parity PATH [--run] [--daemon] [--repeat N] [--plugin-arg=ARG ...] -- [pytest args]`
 
 Exit code 0 when both sides agree, 1 on any difference, 2 on a usage error.
 """
@@ -35,9 +35,17 @@ def main(argv: list[str] | None = None) -> int:
         help="first one plugin-side --collect-only run with the pytest args minus -k/-m (records the collection)",
     )
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per side (default 3600)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, metavar="N",
+        help="run each side N times, alternating, and judge flaky tests by a Fisher test (parity/repeat.py)",
+    )
     ns = parser.parse_args(argv)
     if not ns.path.is_dir():
         parser.error(f"not a folder: {ns.path}")
+    if ns.repeat < 1:
+        parser.error("--repeat takes a whole number >= 1")
+    if ns.repeat > 1:
+        return _repeated(ns, pytest_args)
     cmp = referee(
         ns.path, pytest_args, run=ns.run, plugin_args=ns.plugin_arg, timeout=ns.timeout, daemon=ns.daemon,
         prime=without_selection(pytest_args) if ns.prime else None,
@@ -53,6 +61,28 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(format_report(cmp))
     return 0 if cmp.ok else 1
+
+
+def _repeated(ns: argparse.Namespace, pytest_args: list[str]) -> int:
+    from .referee import command_args, is_ordered, prepare
+    from .repeat import format_verdict, repeat_referee
+
+    args = command_args(pytest_args, ns.run)
+    extra, env, record_path = prepare(ns.path, args, ns.plugin_arg, None, ns.timeout, daemon=ns.daemon,
+                                      prime=without_selection(pytest_args) if ns.prime else None)
+    verdict = repeat_referee(ns.path, args, ns.repeat, extra, env, ns.timeout, record_path=record_path,
+                             ordered=is_ordered(pytest_args), daemon=ns.daemon,
+                             progress=None if ns.json else lambda line: print(line, file=sys.stderr, flush=True))
+    if ns.json:
+        print(json.dumps({"ok": verdict.ok, "differences": verdict.differences, "flaky": verdict.flaky,
+                          "repeat": ns.repeat,
+                          "plain": {"exits": [s.returncode for s in verdict.plain],
+                                    "seconds": [round(s.seconds, 3) for s in verdict.plain]},
+                          "plugin": {"exits": [s.returncode for s in verdict.plugin],
+                                     "seconds": [round(s.seconds, 3) for s in verdict.plugin]}}))
+    else:
+        print(format_verdict(verdict))
+    return 0 if verdict.ok else 1
 
 
 if __name__ == "__main__":

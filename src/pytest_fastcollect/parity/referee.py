@@ -164,6 +164,11 @@ def compare(
             d.append("outcomes: same reports in a different order")
     if plain.summary != plugin.summary:
         d.append(f"summary line: {plain.summary!r} (plain) vs {plugin.summary!r} (plugin)")
+    from .repeat import coverage_report
+
+    cov_a, cov_b = coverage_report(plain.stdout), coverage_report(plugin.stdout)
+    if cov_a != cov_b:
+        d.extend(f"coverage report: {x}" for x in _diff_lists("line", cov_a, cov_b))
     return cmp
 
 
@@ -201,11 +206,38 @@ def referee(
     same arguments if none is ready) and must have been served by it. `prime`: pytest arguments of one
     plugin-side `--collect-only` run made first (not compared), so that the compared run finds the
     collection recorded (e.g. the same arguments without -k/-m)."""
-    args = list(pytest_args) if run else ["--collect-only", "-q", *pytest_args]
+    args = command_args(pytest_args, run)
+    extra, env, record_path = prepare(path, args, plugin_args, env, timeout, daemon=daemon, prime=prime)
+    plain = run_side("plain", path, args, ["-p", "no:fastcollect"], env, timeout)
+    plugin = run_side("plugin", path, args, extra, env, timeout, record_path)
+    return compare(plain, plugin, ordered=is_ordered(pytest_args), require_active=require_active, daemon=daemon)
+
+
+def command_args(pytest_args: list[str], run: bool) -> list[str]:
+    """Both sides' pytest arguments: the full run's, or `--collect-only -q` with them."""
+    return list(pytest_args) if run else ["--collect-only", "-q", *pytest_args]
+
+
+def is_ordered(pytest_args: list[str]) -> bool:
+    """Whether node IDs and reports are compared in order (not under xdist, whose order is the workers')."""
+    return not any(a == "-n" or a.startswith("-n") or a.startswith("--numprocesses") for a in pytest_args)
+
+
+def prepare(
+    path: Path,
+    args: list[str],
+    plugin_args: list[str] | None,
+    env: dict[str, str] | None,
+    timeout: float,
+    *,
+    daemon: bool = False,
+    prime: list[str] | None = None,
+) -> tuple[list[str], dict[str, str] | None, str | None]:
+    """(the plugin side's extra arguments, the environment, its record path) after the priming run and,
+    with `daemon`, after starting the project's daemon for `args` if none is ready."""
     extra = list(plugin_args or [])
     if prime is not None:
         run_side("prime", path, ["--collect-only", "-q", *prime], extra, env, timeout)
-    plain = run_side("plain", path, args, ["-p", "no:fastcollect"], env, timeout)
     record_path = None
     if daemon:
         extra.append("--fastcollect-auto-daemon")
@@ -213,9 +245,7 @@ def referee(
         env = {**(os.environ if env is None else env), ENV: record_path}
         if not daemon_running(path, args, env):
             start_daemon(path, args, env, timeout)
-    plugin = run_side("plugin", path, args, extra, env, timeout, record_path)
-    ordered = not any(a == "-n" or a.startswith("-n") or a.startswith("--numprocesses") for a in pytest_args)
-    return compare(plain, plugin, ordered=ordered, require_active=require_active, daemon=daemon)
+    return extra, env, record_path
 
 
 def _daemon_command(path: Path, args: list[str], command: str, env: dict[str, str] | None, timeout: float) -> subprocess.CompletedProcess[str]:
