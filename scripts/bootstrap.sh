@@ -8,6 +8,9 @@ venv=${1:?usage: bootstrap.sh VENV [requirements...]}
 shift
 
 apt_packages=(g++ cmake ninja-build python3-venv python3-dev libxxhash-dev libsqlite3-dev libgtest-dev)
+# scripts/test.sh adds the sanitizer and fuzzing toolchain: FASTCOLLECT_APT_EXTRA="clang-14 libclang-rt-14-dev"
+read -r -a extra <<< "${FASTCOLLECT_APT_EXTRA:-}"
+apt_packages+=("${extra[@]}")
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

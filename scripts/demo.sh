@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The main job: install pytest-fastcollect, then run plain `pytest` with the plugin on click's real test
-# suite (from its PyPI sdist, in a venv outside this repo), then the parity referee on the same suite, a -k
-# run that leaves files unimported (and its referee), then the same through the warm daemon (a second run served by the daemon the first one started).
+# suite (from its PyPI sdist, in a venv outside this repo), then the repeating parity referee on the same
+# suite (both sides REPEAT times, alternating: a test flaky in plain pytest too, such as click's
+# timing-sensitive pager tests under load, is reported as flaky, not as a difference), a -k run that leaves
+# files unimported (and its referee), then the same through the warm daemon (a second run served by the
+# daemon the first one started). REPEAT defaults to 5.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -22,17 +25,18 @@ trap stop_daemons EXIT
 echo "== pytest with pytest-fastcollect on click ($cwd)"
 "$py" -m pytest "${args[@]}" -q -rN --no-header "$@" | tail -3 || true
 "$py" -m pytest "${args[@]}" --collect-only | sed -n '1,6p'
-echo "== parity referee: full run of click's suite, plugin on vs -p no:fastcollect"
-"$py" -m pytest_fastcollect.parity "$cwd" --run -- "${args[@]}"
+repeat=${REPEAT:-5}
+echo "== parity referee: full run of click's suite, plugin on vs -p no:fastcollect, $repeat runs per side"
+"$py" -m pytest_fastcollect.parity "$cwd" --run --repeat "$repeat" -- "${args[@]}"
 echo "== -k before import: the first run records the collection, the next -k run leaves files unimported"
 "$py" -m pytest "${args[@]}" --no-fastcollect-auto-daemon --collect-only -q | tail -1
 "$py" -m pytest "${args[@]}" --no-fastcollect-auto-daemon -k "test_echo and not pager" | grep -E "left unimported|passed|failed" || true
 echo "== parity referee with -k (after a recorded run): plugin on vs -p no:fastcollect"
-"$py" -m pytest_fastcollect.parity "$cwd" --run --prime -- "${args[@]}" -k "test_echo and not pager"
+"$py" -m pytest_fastcollect.parity "$cwd" --run --prime --repeat "$repeat" -- "${args[@]}" -k "test_echo and not pager"
 echo "== the warm daemon: the first run starts one, the second is served by it"
 "$py" -m pytest "${args[@]}" --fastcollect-auto-daemon -q | tail -1
 "$py" -m pytest "${args[@]}" --daemon-start | sed -n '1p'
 "$py" -m pytest "${args[@]}" --fastcollect-auto-daemon | grep -E "warm daemon|passed"
 "$py" -m pytest "${args[@]}" --daemon-status
-echo "== parity referee through the daemon: full run of click's suite"
-"$py" -m pytest_fastcollect.parity "$cwd" --run --daemon -- "${args[@]}"
+echo "== parity referee through the daemon: full run of click's suite, $repeat runs per side"
+"$py" -m pytest_fastcollect.parity "$cwd" --run --daemon --repeat "$repeat" -- "${args[@]}"

@@ -392,6 +392,17 @@ def test_corrupt_records_are_set_aside_and_rebuilt(corpus_copy) -> None:
     assert "6 test files left unimported" in _header(healed), healed.stdout
 
 
+def test_an_expression_nested_deeper_than_the_parser_takes_imports_every_file(corpus_copy) -> None:
+    """kMaxNesting (200) is below the depth pytest itself fails at: 250 parentheses compile in pytest, and
+    the plugin then imports every file (the slow, plain path), with the same outcome."""
+    root = corpus_copy("selection")
+    _pytest(root, "--collect-only", "-q")
+    deep = "(" * 250 + "test_alpha_one" + ")" * 250
+    proc = _pytest(root, "-k", deep)
+    assert "every test file imported (-k does not compile (expression is nested too deeply))" in _header(proc)
+    _check(root, ["-k", deep], min_skipped=0)
+
+
 def _edit(path: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text
