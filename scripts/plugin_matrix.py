@@ -87,8 +87,12 @@ PINS: dict[str, str] = {
 }
 
 NO_AUTO_DAEMON = "--plugin-arg=--no-fastcollect-auto-daemon"
-#: Every project except randomly's turns pytest-randomly off: installed, it shuffles with a new seed each run.
+#: What every project turns off unless it is the plugin exercised: pytest-randomly (installed, it shuffles with a
+#: new seed each run) and hypothesis's pytest plugin (it imports all of hypothesis: 0.8 s of each process here,
+#: xdist workers included).
 NO_RANDOMLY = ["-p", "no:randomly"]
+NO_HYPOTHESIS = ["-p", "no:hypothesispytest"]
+QUIET = [*NO_RANDOMLY, *NO_HYPOTHESIS]
 #: Seconds one referee run may take before it is stopped (its row then shows exit "timeout").
 ROW_TIMEOUT = 900.0
 
@@ -213,7 +217,7 @@ def _xdist() -> Project:
                     assert 1 + 1 == 3
             '''),
         },
-        [*NO_RANDOMLY, "--dist", "loadgroup"],
+        [*QUIET, "--dist", "loadgroup"],
         "group or param",
         "`--dist loadgroup` with `xdist_group` marks, the `worker_id` and `testrun_uid` fixtures, a conftest "
         "`pytest_configure_node` hook adding to `workerinput`, a session fixture writing beside the base temp "
@@ -309,7 +313,7 @@ def _cov() -> Project:
                     assert LENGTH == 5
             '''),
         },
-        [*NO_RANDOMLY, "--cov=mypkg", "--cov-report=term-missing"],
+        [*QUIET, "--cov=mypkg", "--cov-report=term-missing"],
         "classify",
         "`--cov=mypkg --cov-report=term-missing` on a package with module-level statements (run at import "
         "time), one module (`mypkg/extra.py`) imported only by a test module that `-k classify` deselects; "
@@ -385,12 +389,12 @@ def _randomly() -> Project:
             '''),
             "tests/test_values.py": values,
         },
-        ["-p", "randomly", "--randomly-seed=12345"],
+        ["-p", "randomly", "--randomly-seed=12345", *NO_HYPOTHESIS],
         "beta or values",
         "`-p randomly --randomly-seed=12345`: modules, classes and functions shuffled with a fixed seed (node "
         "IDs compared in order), and `random` reseeded before each test (a test checks the values against "
         "those recorded by a plain set-up run).",
-        setup=[(["-p", "randomly", "--randomly-seed=12345", "tests/test_values.py"], {"MATRIX_SETUP": "1"})],
+        setup=[(["-p", "randomly", "--randomly-seed=12345", *NO_HYPOTHESIS, "tests/test_values.py"], {"MATRIX_SETUP": "1"})],
     )
 
 
@@ -488,7 +492,7 @@ def _asyncio() -> Project:
                     assert LOOPS and LOOPS[-1] is asyncio.get_running_loop()
             '''),
         },
-        [*NO_RANDOMLY],
+        [*QUIET],
         "fixture",
         "`asyncio_mode = auto` and `asyncio_default_fixture_loop_scope` in the ini file: async tests, methods "
         "and parametrized coroutines, an async generator fixture from a conftest, a module-scoped loop shared "
@@ -536,7 +540,7 @@ def _timeout(method: str) -> Project:
             def test_marker_disables_timeout():
                 time.sleep(0.1)
         ''')
-        args = [*NO_RANDOMLY, "--timeout", "1", "--timeout-method", "signal"]
+        args = [*QUIET, "--timeout", "1", "--timeout-method", "signal"]
         what = ("`--timeout 1 --timeout-method signal`: quick tests, one test sleeping past the timeout "
                 "(failed by SIGALRM), one whose `timeout` marker extends it past the global value, one that "
                 "disables it (exit 1).")
@@ -558,8 +562,8 @@ def _timeout(method: str) -> Project:
             def test_sleeps_past_thread_timeout():
                 time.sleep(5)  # the timer thread dumps the stacks and os._exit(1)s the worker
         ''')
-        args = [*NO_RANDOMLY, "--timeout", "2", "--timeout-method", "thread"]
-        what = ("`--timeout 2 --timeout-method thread`: quick tests (a timer thread started and cancelled for "
+        args = [*QUIET, "--timeout", "1", "--timeout-method", "thread"]
+        what = ("`--timeout 1 --timeout-method thread`: quick tests (a timer thread started and cancelled for "
                 "each), a thread-method marker that does not fire; under `-n 2` one test sleeps past the "
                 "timeout and the timer thread ends its worker with `os._exit(1)` (xdist reports the crash, "
                 "exit 1); without xdist that test is skipped (it would end the run itself).")
@@ -612,7 +616,7 @@ def _rerunfailures() -> Project:
                     assert [1, 2] == [1, 2]
             '''),
         },
-        [*NO_RANDOMLY, "--reruns", "2"],
+        [*QUIET, "--reruns", "2"],
         "stable",
         "`--reruns 2`: a test that fails once then passes (reports `rerun` then `passed`), one that always "
         "fails (two reruns, then failed), a `flaky(reruns=1)` marker, a fixture whose set-up fails once "
@@ -838,7 +842,7 @@ def _django() -> Project:
                     assert django_user_model.objects.count() == 1
             '''),
         },
-        [*NO_RANDOMLY],
+        [*QUIET],
         "ping or settings",
         "a Django project made in the test folder (`manage.py`, `mysite/settings.py`, an app with one model "
         "and its migration), `DJANGO_SETTINGS_MODULE` given in `pytest.ini`: `django_db` tests (one "
@@ -903,7 +907,7 @@ def _split() -> Project:
                     pass
             '''),
         },
-        [*NO_RANDOMLY, "--splits", "2", "--group", "1"],
+        [*QUIET, "--splits", "2", "--group", "1"],
         "alpha or gamma",
         "`--splits 2 --group 1` with a `.test_durations` file (some tests without a recorded duration): "
         "the second group's tests are deselected by pytest-split's own hook; with `-k` the two deselections "
@@ -950,12 +954,12 @@ def _syrupy() -> Project:
                     assert "two" == snapshot
             '''),
         },
-        [*NO_RANDOMLY],
+        [*QUIET],
         "param",
         "snapshot tests (amber and JSON extensions, parametrized, in a class, two snapshots in one test) "
         "whose `__snapshots__` the set-up run wrote with `--snapshot-update`; syrupy's report of used and "
         "unused snapshots (its exit status) under `-k`.",
-        setup=[([*NO_RANDOMLY, "--snapshot-update"], {})],
+        setup=[([*QUIET, "--snapshot-update"], {})],
     )
 
 
@@ -980,9 +984,28 @@ def _log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def make_venv() -> Path:
-    """The venv's interpreter, with PINS and the project's wheel installed."""
+#: bootstrap.sh's source stamp: the wheel in build/wheels/cp3XY/ was built from this source state when
+#: `.stamp-<stamp>` lies beside it (the same pipeline as scripts/bootstrap.sh).
+_STAMP = ("{ git ls-files -s src CMakeLists.txt cmake pyproject.toml 2>/dev/null; "
+          "git diff HEAD -- src CMakeLists.txt cmake pyproject.toml 2>/dev/null; "
+          "git ls-files -o --exclude-standard src cmake 2>/dev/null | sort | xargs -r sha1sum; } | sha1sum | cut -c1-12")
+
+
+def wheel_is_current(python: Path) -> bool:
+    tag = subprocess.run([str(python), "-c", "import sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]}')"],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    stamp = subprocess.run(["bash", "-c", _STAMP], cwd=REPO, check=True, capture_output=True, text=True).stdout.strip()
+    return (REPO / "build" / "wheels" / tag / f".stamp-{stamp}").exists()
+
+
+def make_venv(build: bool = True) -> Path:
+    """The venv's interpreter, with PINS and the project's wheel installed. With `build`, a wheel older than
+    the source (no matching stamp) is rebuilt first by scripts/bootstrap.sh (which also installs the pins)."""
     python = suites._venv(NAME)
+    if build and not wheel_is_current(python):
+        _log("the wheel in build/wheels is older than the source: scripts/bootstrap.sh rebuilds it")
+        subprocess.run(["bash", str(REPO / "scripts" / "bootstrap.sh"), str(python.parent.parent),
+                        *(f"{k}=={v}" for k, v in PINS.items())], check=True)
     pins = " ".join(f"{k}=={v}" for k, v in sorted(PINS.items()))
     marker = python.parent.parent / f".ready-{hashlib.sha256(pins.encode()).hexdigest()[:16]}"
     if not marker.exists():
@@ -1131,7 +1154,7 @@ def run_row(name: str, project: Project, folder: Path, config: Config, python: P
     try:
         proc = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True, timeout=ROW_TIMEOUT)
         code: int | str = proc.returncode
-        output = proc.stdout + ("\n[stderr]\n" + proc.stderr if proc.returncode not in (0, 1) else "")
+        output = proc.stdout + ("\n[stderr]\n" + proc.stderr if proc.stderr.strip() else "")
     except subprocess.TimeoutExpired as exc:
         code = "timeout"
         output = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
@@ -1187,6 +1210,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, help="write the markdown tables here instead of stdout")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
     parser.add_argument("--setup-only", action="store_true", help="make the venv and the projects, run nothing")
+    parser.add_argument("--no-build", action="store_true",
+                        help="install the wheel in build/wheels as it is, even when it is older than the source")
     parser.add_argument("--list", action="store_true", help="print the plugins and configurations and exit")
     ns = parser.parse_args(argv)
     if ns.list:
@@ -1198,7 +1223,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeat takes a whole number >= 1")
     t_start = time.perf_counter()
     try:
-        python = make_venv()
+        python = make_venv(build=not ns.no_build)
         pins = installed_versions(python)
     except (subprocess.CalledProcessError, SystemExit) as exc:
         _log(f"set-up failed: {exc}")

@@ -45,6 +45,7 @@ from typing import Any
 
 from . import protocol
 from .freshness import RACY_MARGIN_NS, Plan, Snapshot
+from .procfs import process_state
 from .server import MAX_REWARMS, Counters, Spec, Template, run_level1
 
 log = logging.getLogger("pytest_fastcollect.daemon")
@@ -53,6 +54,8 @@ log = logging.getLogger("pytest_fastcollect.daemon")
 MAX_FAILED_BUILDS = 3
 #: Seconds a stopping level 1 has between SIGTERM and SIGKILL.
 STOP_GRACE = 5.0
+#: Seconds a level 1 holding the socket may stay stopped (SIGSTOP) before level 0 replaces it.
+STOPPED_GRACE = 2.0
 
 
 @dataclass
@@ -69,6 +72,8 @@ class Build:
     holding: bool = False
     #: "warming" until it holds the socket ("ready") or gives up ("not-ready", "rebuild")
     state: str = "warming"
+    #: when it was first seen stopped while holding the socket (monotonic), None while it runs
+    stopped_since: float | None = None
 
 
 def builtin_plugin_modules() -> list[str]:
@@ -223,11 +228,41 @@ class Base(Template):
         return not self.builds and super()._idle()
 
     def _maybe_rewarm(self) -> None:
-        """(Each turn of the loop.) The safety net of the hand-overs: when nobody holds the socket and no
-        build is on its way to, level 0 listens again."""
+        """(Each turn of the loop.) The safety nets of the hand-overs: when nobody holds the socket and no
+        build is on its way to, level 0 listens again; a holder stopped (SIGSTOP, a debugger) for
+        STOPPED_GRACE seconds is replaced (stopped_holder)."""
+        self._replace_stopped_holder()
         if self.listener is None and self._holder() is None and self._warming() is None and not self.stopping:
             log.warning("no process holds the socket: level 0 listens again")
             self.bind(handover=False)
+
+    def _replace_stopped_holder(self) -> None:
+        """A level 1 that holds the socket but is stopped (state T or t in /proc) answers nobody: clients
+        time out and run locally. After STOPPED_GRACE seconds level 0 takes the socket back, kills it (the
+        connections waiting in its queue then see EOF and run locally at once) and builds a new one."""
+        holder = self._holder()
+        if holder is None:
+            return
+        if process_state(holder.pid) not in ("T", "t"):
+            holder.stopped_since = None
+            return
+        now = time.monotonic()
+        if holder.stopped_since is None:
+            holder.stopped_since = now
+            return
+        if now - holder.stopped_since < STOPPED_GRACE:
+            return
+        reason = f"level 1 pid {holder.pid} was stopped for {now - holder.stopped_since:.0f}s"
+        log.warning("%s: replacing it", reason)
+        self._take_back()
+        try:
+            os.kill(holder.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        holder.state = "stopped"
+        self.build_problem = reason
+        if self._warming() is None:
+            self.build(f"rebuild: {reason}")
 
     def _own_socket(self) -> bool:
         """True if the socket path is level 0's own listener."""

@@ -20,6 +20,16 @@ def parent_of(pid: int) -> int | None:
         return None
 
 
+def process_state(pid: int) -> str | None:
+    """The state letter of `pid` (/proc/PID/stat: R, S, D, T stopped, t traced, Z zombie, ...), None if it
+    is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 def lock_holders(files: DaemonFiles) -> list[int]:
     """Pids of this user's processes that hold the key's lock file open (the daemon's levels: level 0 and
     its level-1 templates), found through /proc/PID/fd; ascending."""
