@@ -25,8 +25,6 @@ from .state import STATE
 WORKERINPUT_KEY = "fastcollect"
 #: Key in workeroutput: the records the recording worker collected (flow.RecordsRun.worker_output).
 RECORDS_OUTPUT_KEY = "fastcollect_records"
-#: The worker that records (every worker collects the same items).
-RECORDING_WORKER = "gw0"
 HANDOFF_VERSION = 1
 
 
@@ -57,11 +55,32 @@ def _handoff(config: pytest.Config) -> dict[str, Any] | None:
     return handoff
 
 
+def is_local_node(node: Any) -> bool:
+    """Whether the node's worker runs on this machine, in this rootdir, with this interpreter: a `popen`
+    spec without `chdir` whose python is this one or the daemon's worker launcher (which becomes it). Only
+    such a worker may read the controller's cache and apply its -k/-m decision: a worker elsewhere
+    (`socket=`, `ssh=`, `popen//chdir=`, another `python=`) has other paths, maybe another interpreter, and
+    collects everything itself, as plain xdist would."""
+    spec = getattr(getattr(node, "gateway", None), "spec", None)
+    if spec is None or not getattr(spec, "popen", False) or getattr(spec, "chdir", None) or getattr(spec, "via", None):
+        return False
+    python = getattr(spec, "python", None)
+    return not python or "pytest_fastcollect.daemon.worker" in str(python)
+
+
+#: The xdist worker id asked to record the collection in this run (the first local node), per config.
+RECORDING_NODE = pytest.StashKey[str]()
+
+
 def configure_node(config: pytest.Config, node: Any) -> None:
     """Controller side of `pytest_configure_node`: finish the scan (rows written), then hand the cache's path
-    and generation to the worker. Never raises into xdist."""
-    state = config.stash.get(STATE, None)
+    and generation, the -k/-m decision and (to the first local worker) the request to record, to a local
+    worker (is_local_node); any other worker gets an empty hand-off. Never raises into xdist."""
     handoff: dict[str, Any] = {"version": HANDOFF_VERSION, "cache": None, "generation": None}
+    if not is_local_node(node):
+        node.workerinput[WORKERINPUT_KEY] = handoff
+        return
+    state = config.stash.get(STATE, None)
     try:
         if state is not None and state.enabled:
             state.finish()
@@ -81,9 +100,10 @@ def configure_node(config: pytest.Config, node: Any) -> None:
     except Exception:  # noqa: BLE001 - workers then import every file (all of them alike)
         handoff.pop("skip", None)
     try:
-        # one worker (gw0) records what it collects and sends it back in workeroutput (RECORDS_OUTPUT_KEY):
+        # one local worker records what it collects and sends it back in workeroutput (RECORDS_OUTPUT_KEY):
         # every worker collects the same items, and only the controller writes
-        if run is not None and node.workerinput.get("workerid") == RECORDING_WORKER:
+        workerid = str(node.workerinput.get("workerid"))
+        if run is not None and config.stash.setdefault(RECORDING_NODE, workerid) == workerid:
             record = run.recording_for_workers()
             if record is not None:
                 handoff["record"] = record

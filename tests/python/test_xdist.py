@@ -188,3 +188,71 @@ def test_stopping_early_matches_plain_xdist(tmp_path: Path, stop: list[str], dae
     assert _failed(ours.stdout) == _failed(plain.stdout) and _failed(plain.stdout), (plain.stdout, ours.stdout)
     if daemon:
         assert "run by the warm daemon" in ours.stdout, ours.stdout
+
+
+# ---- workers elsewhere: execnet socket gateways and popen//chdir ------------------------------------------
+
+REMOTE_PROJECT = {
+    "pytest.ini": "[pytest]\ntestpaths = tests\n",
+    **{f"tests/test_m{i}.py": f"import pytest\n\n@pytest.mark.parametrize('x', range(4))\ndef test_v{i}(x):\n    assert x < 4\n"
+       for i in range(1, 4)},
+}
+
+
+@pytest.fixture
+def socket_worker_host(tmp_path: Path):
+    """A copy of REMOTE_PROJECT in another folder, served by execnet's socketserver on a free loopback port
+    (what a remote host runs: `python socketserver.py HOST:PORT`). Yields (project, copy, port)."""
+    import execnet
+    import shutil
+    import socket
+
+    project = tmp_path / "project"
+    for name, text in REMOTE_PROJECT.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(project, copy)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server_script = Path(execnet.__file__).parent / "script" / "socketserver.py"
+    server = subprocess.Popen([sys.executable, str(server_script), f"127.0.0.1:{port}"], cwd=copy,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    end = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < end and server.poll() is None, "socketserver did not start"
+            time.sleep(0.1)
+    yield project, copy, port
+    server.kill()
+    server.wait()
+
+
+@pytest.mark.parametrize("where", ["socket", "popen-chdir"])
+def test_workers_elsewhere_collect_what_plain_xdist_collects(socket_worker_host, where: str) -> None:
+    """A worker in another folder (an execnet socket gateway, as on another host, or `popen//chdir=`) cannot
+    use the controller's cache paths or its -k/-m decision: it gets an empty hand-off and collects
+    everything itself; the local worker still leaves files unimported and records; every worker collects the
+    same node IDs, and the referee (twice per side) finds 0 differences."""
+    from pytest_fastcollect.parity.repeat import format_verdict, repeat_referee
+    from pytest_fastcollect.parity.referee import prepare
+
+    project, copy, port = socket_worker_host
+    remote = f"socket=127.0.0.1:{port}//chdir={copy}" if where == "socket" else f"popen//chdir={copy}"
+    tx = ["--tx", remote, "--tx", "popen", "--dist", "load", "-p", "no:cacheprovider"]
+    selection = ["-k", "v1 or v2"]
+    first = subprocess.run([sys.executable, "-m", "pytest", *tx, *selection, "-v"], cwd=project,
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0 and "8 passed" in first.stdout, first.stdout + first.stderr
+    second = subprocess.run([sys.executable, "-m", "pytest", *tx, *selection, "-v"], cwd=project,
+                            capture_output=True, text=True, timeout=120)
+    assert "1 test files left unimported" in second.stdout, second.stdout
+    assert "8 passed" in second.stdout
+    args = [*tx, *selection]
+    extra, env, record_path = prepare(project, args, [], None, 120, prime=[*tx])
+    verdict = repeat_referee(project, args, 2, extra, env, 120, record_path=record_path, ordered=False)
+    assert verdict.ok, format_verdict(verdict)

@@ -219,8 +219,9 @@ def command_args(pytest_args: list[str], run: bool) -> list[str]:
 
 
 def is_ordered(pytest_args: list[str]) -> bool:
-    """Whether node IDs and reports are compared in order (not under xdist, whose order is the workers')."""
-    return not any(a == "-n" or a.startswith("-n") or a.startswith("--numprocesses") for a in pytest_args)
+    """Whether node IDs and reports are compared in order (not under xdist, whose order is the workers':
+    `-n`, `--numprocesses`, `--tx`, `--dist`/`-d`)."""
+    return not any(a == "-d" or a.startswith(("-n", "--numprocesses", "--tx", "--dist")) for a in pytest_args)
 
 
 def prepare(
