@@ -71,6 +71,14 @@ def add_options(parser: pytest.Parser) -> None:
         dest="fastcollect_auto_daemon",
         help="Neither use nor start the warm daemon for this run (ini: fastcollect_auto_daemon = false).",
     )
+    group.addoption(
+        "--fastcollect-daemon-fresh",
+        action="store_true",
+        dest="fastcollect_daemon_fresh",
+        default=False,
+        help="Have the warm daemon serve this run from level 0: pytest warm, the project imported fresh "
+        "(what a run with a coverage plugin gets; to rule the warm project out).",
+    )
     for name, what in (
         ("start", "Start the warm daemon for this project (warm-up with the given paths and options), wait "
          "until it is warm, print its status and exit"),

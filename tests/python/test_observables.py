@@ -96,6 +96,16 @@ def test_level1_run_looks_like_a_plain_run(probe_project: Path, capture: tuple[s
     assert_same(plain, served)
 
 
+def test_fresh_flag_run_looks_like_a_plain_run(probe_project: Path) -> None:
+    plain = plain_runs(probe_project)
+    start(probe_project)
+    served = [probe(probe_project, "--fastcollect-daemon-fresh", expect="--fastcollect-daemon-fresh)") for _ in range(2)]
+    for snap in served:  # the flag itself is the one difference in argv
+        snap["argv"].remove("--fastcollect-daemon-fresh")
+        snap["orig_argv"].remove("--fastcollect-daemon-fresh")
+    assert_same(plain, served)
+
+
 def test_level0_run_looks_like_a_plain_run(probe_project: Path) -> None:
     plain = plain_runs(probe_project)
     start(probe_project)

@@ -114,7 +114,10 @@ def before_run(config: pytest.Config, parser: pytest.Parser, enabled: bool) -> D
     if local is not None:  # measured from interpreter start-up: no served run, and no daemon started for it
         return Decision(note=f"ran locally ({local})")
     try:
-        code = serve_run(tgt, fresh=fresh_reason(options, plugin_dists(config)))
+        fresh = fresh_reason(options, plugin_dists(config))
+        if fresh is None and getattr(options, "fastcollect_daemon_fresh", False):
+            fresh = "--fastcollect-daemon-fresh"
+        code = serve_run(tgt, fresh=fresh)
     except NotServed as exc:
         reason = str(exc)
         if reason == "stale socket":
