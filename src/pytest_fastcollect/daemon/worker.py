@@ -69,6 +69,10 @@ def main(argv: list[str]) -> int:
         sock = connect(socket_path)
     except NotServed:
         _cold(python_args)
+    if "-u" in python_args[: python_args.index("-c")]:  # the cold worker's -u: unbuffered stdout and stderr
+        for stream in state["stdio"][1:]:
+            if stream is not None:
+                stream.update(buffered=False, write_through=True)
     request = {
         "type": "worker",
         "key": key,
