@@ -346,7 +346,8 @@ class RecordsRun:
     def _manifest(self, test_files: set[str]) -> tuple[str, dict[str, Any]]:
         from .validity import fingerprint, manifest_files
 
-        paths = sorted(p for p in manifest_files(sys.modules) if p not in test_files)
+        paths = sorted(p for p in manifest_files(sys.modules, str(self.config.rootpath), test_files)
+                       if p not in test_files)
         previous: dict[str, list[int]] = {}
         for manifest in self.manifests.values():
             previous.update(manifest.get("files", {}))

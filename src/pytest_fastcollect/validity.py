@@ -8,8 +8,9 @@ A record of test file F is valid only while all of these are unchanged (issue #3
   that can change collection (all of pytest's option namespace except the output-only and run-only ones
   listed in IGNORED_OPTIONS);
 - the manifest: every module file outside the interpreter's and site folders (the project's modules under
-  rootdir, conftests included, and those of sibling projects or PYTHONPATH folders: manifest_files()) that
-  was imported when the record was written: a change to any of them invalidates every record written with
+  rootdir, conftests included, and those of sibling projects or PYTHONPATH folders), and wherever they are
+  installed every conftest, every module under rootdir and of the packages holding the test files
+  (manifest_files()), that was imported when the record was written: a change to any of them invalidates every record written with
   that manifest (coarse, never too optimistic);
 - F's own bytes, and those of every test file F imports, transitively, by the scanner's static imports
   (graph/): a changed test file invalidates itself and its reverse-import closure.
@@ -108,23 +109,47 @@ def run_key(config: pytest.Config, conftests: Iterable[str]) -> str:
     return hashlib.sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
-def manifest_files(modules: Mapping[str, Any]) -> set[str]:
+def manifest_files(modules: Mapping[str, Any], rootdir: str = "", test_files: Iterable[str] = ()) -> set[str]:
     """Files of the modules in `modules` (sys.modules) that a record's manifest fingerprints: every `.py` file
     outside the interpreter's prefixes and site folders (daemon/freshness.excluded_folders): the project's
     modules under rootdir, and modules from anywhere else that is not installed there (a sibling project on
     `pythonpath` or installed editable, a folder on PYTHONPATH), whose in-place edits no site-folder mtime
-    shows. Paths as in `__file__` (absolute), not resolved: cheap enough to run after every recorded
-    collection. Installed packages are covered by the site folders' mtimes in the run key."""
+    shows; and, wherever they are installed, every conftest.py, every module under `rootdir` and every module
+    of the top-level packages that hold the recorded `test_files` (`--pyargs networkx`: its conftest and
+    package live in site-packages; an edit there used to leave the records valid and lose tests). Paths as
+    in `__file__` (absolute), not resolved: cheap enough to run after every recorded collection. Other
+    installed packages are covered by the site folders' mtimes in the run key."""
     from .daemon.freshness import excluded_folders
 
     excluded = tuple(os.path.join(f, "") for f in excluded_folders())
     excluded += tuple(os.path.join(os.path.abspath(p), "") for p in (sys.prefix, sys.base_prefix, sys.exec_prefix))
+    always = {os.path.join(os.path.abspath(rootdir), "")} if rootdir else set()
+    always.update(os.path.join(top, "") for top in _top_packages(test_files))
+    kept = tuple(always)
     out: set[str] = set()
     for module in list(modules.values()):
         file = getattr(module, "__file__", None)
-        if isinstance(file, str) and file.endswith(".py") and os.path.isabs(file) and not file.startswith(excluded):
+        if not (isinstance(file, str) and file.endswith(".py") and os.path.isabs(file)):
+            continue
+        if not file.startswith(excluded) or os.path.basename(file) == "conftest.py" or file.startswith(kept):
             out.add(file)
     return out
+
+
+def _top_packages(test_files: Iterable[str]) -> set[str]:
+    """The folder of the top-most package holding each test file (its own folder if it is in none)."""
+    tops: set[str] = set()
+    for path in test_files:
+        folder = os.path.dirname(os.path.abspath(path))
+        top = folder
+        while os.path.exists(os.path.join(folder, "__init__.py")):
+            top = folder
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                break
+            folder = parent
+        tops.add(top)
+    return tops
 
 
 def fingerprint(paths: list[str], previous: Mapping[str, list[int]] | None = None) -> dict[str, list[int]]:

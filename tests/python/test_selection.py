@@ -403,6 +403,58 @@ def test_an_expression_nested_deeper_than_the_parser_takes_imports_every_file(co
     _check(root, ["-k", deep], min_skipped=0)
 
 
+INSTALLED_CONFTEST = """
+import pytest
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "test_b.py" in item.nodeid and False:
+            item.add_marker(pytest.mark.slow)
+"""
+
+
+def test_an_edit_of_an_installed_conftest_invalidates_the_records(tmp_path: Path) -> None:
+    """issue #21's networkx case: `--pyargs pkg` where pkg (its conftest and tests) is installed in
+    site-packages. A conftest edit that marks more items `slow` must change what `-m slow` selects; the
+    manifest left every file under the site folders out, so the records stayed valid and lost tests."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python3.*/site-packages"))
+    import sysconfig
+
+    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # pytest and the plugin
+    pkg = site / "fakepkg"
+    (pkg / "tests").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "tests" / "__init__.py").write_text("")
+    (pkg / "conftest.py").write_text(INSTALLED_CONFTEST)
+    (pkg / "tests" / "test_a.py").write_text("import pytest\n\n@pytest.mark.slow\ndef test_slow():\n    pass\n")
+    (pkg / "tests" / "test_b.py").write_text("import pytest\n\n@pytest.mark.parametrize('x', range(3))\ndef test_b(x):\n    pass\n")
+    (pkg / "tests" / "test_c.py").write_text("def test_c():\n    pass\n")
+    past = time.time() - 10
+    for path in pkg.rglob("*"):
+        os.utime(path, (past, past))
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    python = str(venv / "bin" / "python")
+
+    def pytest_run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([python, "-m", "pytest", "--pyargs", "fakepkg", "-m", "slow", "-p", "no:cacheprovider",
+                               "-W", "ignore::pytest.PytestUnknownMarkWarning", *extra], cwd=cwd,
+                              capture_output=True, text=True, timeout=120)
+
+    pytest_run()
+    second = pytest_run()
+    assert "1 passed, 4 deselected" in second.stdout, second.stdout + second.stderr
+    assert "2 test files left unimported" in second.stdout, second.stdout
+    conftest = pkg / "conftest.py"
+    conftest.write_text(INSTALLED_CONFTEST.replace(" and False", ""))
+    plain = pytest_run("-p", "no:fastcollect")
+    assert "4 passed, 1 deselected" in plain.stdout, plain.stdout
+    after = pytest_run()
+    assert "4 passed, 1 deselected" in after.stdout, after.stdout
+
+
 def _edit(path: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text
