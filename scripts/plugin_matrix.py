@@ -118,12 +118,14 @@ class Config:
     referee: list[str]
     plugin_args: list[str]
     extra: Callable[[Project], list[str]]
+    #: after the referee, one plugin-side run whose `-k/-m` header line shows what the records left unimported
+    probe: bool = False
 
 
 CONFIGS: list[Config] = [
     Config("in-process", ["--run"], [NO_AUTO_DAEMON], lambda p: []),
     Config("daemon", ["--run", "--daemon"], [], lambda p: []),
-    Config("-k + prime", ["--run", "--prime"], [NO_AUTO_DAEMON], lambda p: ["-k", p.kexpr]),
+    Config("-k + prime", ["--run", "--prime"], [NO_AUTO_DAEMON], lambda p: ["-k", p.kexpr], probe=True),
     Config("-n 2", ["--run"], [NO_AUTO_DAEMON], lambda p: ["-n", "2"]),
     Config("-n 2 daemon", ["--run", "--daemon"], [], lambda p: ["-n", "2"]),
 ]
@@ -1065,6 +1067,11 @@ class Row:
     flaky: list[str]
     seconds: float
     killed: list[int]
+    #: the referee's per-side lines ("plain: 5 runs, items [16], exit codes {1: 5}, ...; '1 failed, ...'")
+    plain: str
+    plugin: str
+    #: -k rows: the `fastcollect: -k/-m: ...` line of one plugin-side run made right after the referee
+    probe: str
     output: str
 
 
@@ -1159,6 +1166,13 @@ def run_row(name: str, project: Project, folder: Path, config: Config, python: P
         code = "timeout"
         output = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
     seconds = time.perf_counter() - t0
+    probe = ""
+    if config.probe:
+        # the same command line as the referee's plugin side (the recorder's -p is part of the records' key)
+        check = subprocess.run([str(python), "-m", "pytest", *pytest_args, "--no-fastcollect-auto-daemon", "-p",
+                                "pytest_fastcollect.parity.recorder"], cwd=folder, env=env, capture_output=True,
+                               text=True, timeout=600)
+        probe = next((ln for ln in check.stdout.splitlines() if ln.startswith("fastcollect: -k/-m:")), "(no -k/-m line)")
     try:
         killed = stop_daemons(python, folder, pytest_args, env, runtime)
     finally:
@@ -1167,8 +1181,13 @@ def run_row(name: str, project: Project, folder: Path, config: Config, python: P
     parity = next((ln for ln in lines if ln.startswith("parity:")), (lines or ["(no output)"])[-1])
     differences = [ln[4:] for ln in lines if ln.startswith("  - ")]
     flaky = [ln[4:] for ln in lines if ln.startswith("  ~ ")]
+    plain = next((ln.strip() for ln in lines if ln.strip().startswith("plain:")), "")
+    plugin = next((ln.strip() for ln in lines if ln.strip().startswith("plugin:") and " runs, " in ln), "")
+    served = next((ln.strip() for ln in lines if "served by the warm daemon" in ln), "")
+    if served:
+        plugin += f"; {served.removeprefix('plugin: ')}"
     return Row(name, config.name, shown, str(folder), code, parity, differences, flaky, round(seconds, 1),
-               killed, output)
+               killed, plain, plugin, probe, output)
 
 
 # --------------------------------------------------------------------------------------------- reports
@@ -1177,15 +1196,36 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _plain_cell(line: str) -> str:
+    """"plain: 5 runs, items [16], exit codes {1: 5}, median 0.83s; '1 failed, 14 passed'" -> "exit 1 (5 of 5); 1 failed, 14 passed"."""
+    if "exit codes" not in line:
+        return line
+    codes = line.split("exit codes ", 1)[1].split("}", 1)[0].strip("{")
+    summary = line.rsplit("; ", 1)[-1].strip("'\"")
+    return f"exit {codes}; {summary}"
+
+
+def _notes(r: Row) -> str:
+    notes = []
+    if "served by the warm daemon" in r.plugin:
+        notes.append(r.plugin.rsplit("; ", 1)[-1])
+    if r.probe:
+        notes.append(r.probe.removeprefix("fastcollect: -k/-m: ").split(";")[0])
+    if r.flaky:
+        notes.append(f"{len(r.flaky)} flaky on both sides")
+    return "".join(f"<br>{_cell(n)}" for n in notes)
+
+
 def markdown(rows: Sequence[Row], projects: dict[str, Project], pins: dict[str, str], total: float,
              repeat: int) -> str:
     out = [f"Run {_dt.date.today().isoformat()}: {len(rows)} referee runs, `--repeat {repeat}` each, "
            f"{os.cpu_count()} cores, Python {platform.python_version()}, total {total / 60:.1f} min.", ""]
-    out += ["| plugin | configuration | referee command (in the plugin's project) | exit | result | s |",
-            "|---|---|---|---|---|---|"]
+    out += ["| plugin | configuration | referee command (in the plugin's project) | exit | result | plain side | s |",
+            "|---|---|---|---|---|---|---|"]
     for r in rows:
         cmd = r.command.replace("python -m pytest_fastcollect.parity ", "")
-        out.append(f"| {r.plugin} | {r.config} | `{_cell(cmd)}` | {r.exit} | {_cell(r.parity)} | {r.seconds:.0f} |")
+        out.append(f"| {r.plugin} | {r.config} | `{_cell(cmd)}` | {r.exit} | {_cell(r.parity)}{_notes(r)} | "
+                   f"{_cell(_plain_cell(r.plain))} | {r.seconds:.0f} |")
     failing = [r for r in rows if r.exit != 0]
     if failing:
         out += ["", "Differences:", ""]

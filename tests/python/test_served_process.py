@@ -275,3 +275,43 @@ def test_an_uncaught_error_prints_plains_traceback(project: Path) -> None:
         errs.append(re.sub(r"line \d+", "line N", proc.stderr.split("Traceback (most recent call last):")[-1]))
     assert errs[0] == errs[1]
     assert "pytest_fastcollect" not in errs[1]
+
+
+# ---- global random generators ---------------------------------------------------------------------------
+
+
+def _draws(root: Path, out: Path, *args: str) -> list[str]:
+    values = []
+    for _ in range(2):
+        proc = run(root, *args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        values.append(out.read_text())
+    return values
+
+
+@pytest.mark.parametrize("library", ["random", "numpy"])
+@pytest.mark.parametrize("seeded", [True, False], ids=["seeded-at-import", "unseeded"])
+def test_global_random_generators_draw_as_in_a_plain_run(project: Path, tmp_path: Path, library: str,
+                                                        seeded: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conftest that seeds the global generator at import: every plain run draws the same numbers, and so
+    must every served run (CPython reseeds `random` after a fork). Unseeded: plain runs draw other numbers
+    each time, and so must served runs (numpy reseeds nothing after a fork)."""
+    if library == "numpy":
+        pytest.importorskip("numpy")
+    out = tmp_path / "draw.txt"
+    monkeypatch.setenv("DRAW_OUT", str(out))
+    module = "import numpy.random as rng\n" if library == "numpy" else "import random as rng\n"
+    draw = "rng.rand()" if library == "numpy" else "rng.random()"
+    write(project, {
+        "tests/conftest.py": module + ("rng.seed(1234)\n" if seeded else ""),
+        "tests/test_draw.py": f"import os\n{module}\ndef test_draw():\n    open(os.environ['DRAW_OUT'], 'w').write(repr({draw}))\n",
+    })
+    age(project)
+    plain = _draws(project, out, "-p", "no:fastcollect")
+    start(project)
+    served = _draws(project, out, "-v")
+    assert SERVED in run(project, "-v").stdout
+    if seeded:
+        assert plain[0] == plain[1] == served[0] == served[1]
+    else:
+        assert plain[0] != plain[1] and served[0] != served[1], (plain, served)

@@ -53,6 +53,7 @@ class ChildContext:
     level_note: str = ""  # level 0: why level 1 did not serve this run
     fresh: bool = False  # served from level 0 for a tool that measures from its start (measuring.py)
     folder: str = ""  # the socket folder (the exit file: exit_file())
+    rng: Any = None  # rngstate.SeedTracker of the warm-up
     log_path: str = ""  # the daemon's log (a child that fails to set up writes why there)
 
 
@@ -222,6 +223,8 @@ def _setup(request: dict[str, Any], fds: list[int], ctx: ChildContext) -> None:
     from ..gcpolicy import unfreeze_on_demand
 
     unfreeze_on_demand()  # the template's gc.freeze(): unseen by tests unless they look (gcpolicy.py)
+    if ctx.rng is not None:
+        ctx.rng.apply()  # the global random generators as a plain run has them (rngstate.py)
     procstate.install_signals(state["signals"], state["mask"], runtime.STARTUP_SIGNALS)  # last: the mask
     runtime.set_role("child")
     runtime.set_served(runtime.ServedRun(ctx.daemon_pid, ctx.warm_age, len(ctx.evict), ctx.changed, ctx.socket,

@@ -40,6 +40,7 @@ from . import protocol, runtime
 from .freshness import RACY_MARGIN_NS, Plan, Snapshot, config_candidates
 from .paths import DaemonFiles
 from .procfs import parent_of
+from .rngstate import SeedTracker
 from .warmup import WarmResult, warm_imports, warm_session
 
 log = logging.getLogger("pytest_fastcollect.daemon")
@@ -202,6 +203,8 @@ class Template:
         self.inherited: Snapshot | None = None
         #: connections whose request is still arriving (see _accept)
         self.pending: dict[socket.socket, protocol.FrameReader] = {}
+        #: explicit seeding of the global random generators during the warm-up (rngstate.py)
+        self.rng = SeedTracker()
         #: the SIGCHLD self-pipe (read end, write end) while serving
         self.wakeup: tuple[int, int] | None = None
 
@@ -224,6 +227,7 @@ class Template:
         ]
         log.info("warming: %s (cwd %s)", " ".join(args), self.spec.cwd)
         result: WarmResult | None = None
+        self.rng.start()
         try:
             try:
                 result = warm_imports(args)
@@ -233,6 +237,7 @@ class Template:
         except BaseException as exc:  # noqa: BLE001 - a failed warm-up still serves (children re-import)
             self.counters.last_error = f"warm-up raised {type(exc).__name__}: {exc}"
             log.exception("warm-up raised")
+        self.rng.finish()
         self.warm_seconds = time.perf_counter() - t0
         if result is None:
             result = WarmResult("failed")
@@ -813,6 +818,7 @@ class Template:
             level_note=self._level_note(),
             log_path=str(self.files.log),
             folder=str(self.files.folder),
+            rng=self.rng,
             fresh=bool(request.get("fresh")),
         )
         with warnings.catch_warnings():
