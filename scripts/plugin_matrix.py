@@ -88,11 +88,18 @@ PINS: dict[str, str] = {
 
 NO_AUTO_DAEMON = "--plugin-arg=--no-fastcollect-auto-daemon"
 #: What every project turns off unless it is the plugin exercised: pytest-randomly (installed, it shuffles with a
-#: new seed each run) and hypothesis's pytest plugin (it imports all of hypothesis: 0.8 s of each process here,
-#: xdist workers included).
+#: new seed each run), hypothesis's pytest plugin (it imports all of hypothesis: 0.8 s of each process here,
+#: xdist workers included) and pytest-django (its `pytest_itemcollected` hook makes the plugin import every
+#: test file under -k/-m, src/pytest_fastcollect/selection.py SkippedModule: no file would be left unimported).
 NO_RANDOMLY = ["-p", "no:randomly"]
 NO_HYPOTHESIS = ["-p", "no:hypothesispytest"]
-QUIET = [*NO_RANDOMLY, *NO_HYPOTHESIS]
+NO_DJANGO = ["-p", "no:django"]
+QUIET = [*NO_RANDOMLY, *NO_HYPOTHESIS, *NO_DJANGO]
+#: The first line of every generated test module: it appends the module's name to `.imports.log` in the
+#: working folder (the project's), so the -k probe sees which test modules a run really imported.
+IMPORT_LOG = ".imports.log"
+IMPORT_MARKER = f'with open("{IMPORT_LOG}", "a") as _log: _log.write(__name__ + "\\n")  # plugin_matrix.py: imported\n'
+
 #: Seconds one referee run may take before it is stopped (its row then shows exit "timeout").
 ROW_TIMEOUT = 900.0
 
@@ -391,12 +398,12 @@ def _randomly() -> Project:
             '''),
             "tests/test_values.py": values,
         },
-        ["-p", "randomly", "--randomly-seed=12345", *NO_HYPOTHESIS],
+        ["-p", "randomly", "--randomly-seed=12345", *NO_HYPOTHESIS, *NO_DJANGO],
         "beta or values",
         "`-p randomly --randomly-seed=12345`: modules, classes and functions shuffled with a fixed seed (node "
         "IDs compared in order), and `random` reseeded before each test (a test checks the values against "
         "those recorded by a plain set-up run).",
-        setup=[(["-p", "randomly", "--randomly-seed=12345", *NO_HYPOTHESIS, "tests/test_values.py"], {"MATRIX_SETUP": "1"})],
+        setup=[(["-p", "randomly", "--randomly-seed=12345", *NO_HYPOTHESIS, *NO_DJANGO, "tests/test_values.py"], {"MATRIX_SETUP": "1"})],
     )
 
 
@@ -487,11 +494,14 @@ def _asyncio() -> Project:
                 @pytest.mark.asyncio(loop_scope="module")
                 async def test_fixture_module_loop_1():
                     LOOPS.append(asyncio.get_running_loop())
+                    assert len(set(map(id, LOOPS))) == 1
 
 
                 @pytest.mark.asyncio(loop_scope="module")
                 async def test_fixture_module_loop_2():
-                    assert LOOPS and LOOPS[-1] is asyncio.get_running_loop()
+                    # the same loop as test 1's when both run in one process (xdist may give them two workers)
+                    LOOPS.append(asyncio.get_running_loop())
+                    assert len(set(map(id, LOOPS))) == 1
             '''),
         },
         [*QUIET],
@@ -697,13 +707,13 @@ def _hypothesis() -> Project:
                 TestCounter.settings = settings(max_examples=10, stateful_step_count=5, deadline=None)
             '''),
         },
-        [*NO_RANDOMLY, "--hypothesis-profile=matrix"],
+        [*NO_RANDOMLY, *NO_DJANGO, "--hypothesis-profile=matrix"],
         "commutes or sort",
         "`--hypothesis-profile=matrix` (a conftest profile with a `DirectoryBasedExampleDatabase`, no "
         "deadline): `@given` tests with `@example`, a failing property whose shrunk example the set-up run "
         "saved in `.hypothesis/examples` (replayed first by every run: deterministic failure, exit 1), a "
         "stateful `RuleBasedStateMachine.TestCase` (a unittest class).",
-        setup=[([*NO_RANDOMLY, "--hypothesis-profile=matrix", "tests/test_database.py"], {})],
+        setup=[([*NO_RANDOMLY, *NO_DJANGO, "--hypothesis-profile=matrix", "tests/test_database.py"], {})],
     )
 
 
@@ -844,7 +854,7 @@ def _django() -> Project:
                     assert django_user_model.objects.count() == 1
             '''),
         },
-        [*QUIET],
+        [*NO_RANDOMLY, *NO_HYPOTHESIS],
         "ping or settings",
         "a Django project made in the test folder (`manage.py`, `mysite/settings.py`, an app with one model "
         "and its migration), `DJANGO_SETTINGS_MODULE` given in `pytest.ini`: `django_db` tests (one "
@@ -1036,6 +1046,8 @@ def write_project(name: str, project: Project, python: Path) -> Path:
     for rel, text in project.files.items():
         path = folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.name.startswith("test_") and path.suffix == ".py":
+            text = IMPORT_MARKER + text
         path.write_text(text, encoding="utf-8")
     for args, extra_env in project.setup:
         with tempfile.TemporaryDirectory(prefix="fastcollect-matrix-setup-") as runtime:
@@ -1068,8 +1080,8 @@ class Row:
     seconds: float
     killed: list[int]
     #: the referee's per-side lines ("plain: 5 runs, items [16], exit codes {1: 5}, ...; '1 failed, ...'")
-    plain: str
-    plugin: str
+    plain_side: str
+    plugin_side: str
     #: -k rows: the `fastcollect: -k/-m: ...` line of one plugin-side run made right after the referee
     probe: str
     output: str
@@ -1144,6 +1156,21 @@ def stop_daemons(python: Path, folder: Path, args: list[str], env: dict[str, str
     return killed
 
 
+def probe_selection(python: Path, folder: Path, pytest_args: list[str], env: dict[str, str]) -> str:
+    """One plugin-side run with the referee's command line (the recorder's -p is part of the records' key):
+    its `-k/-m` header line, and which test modules it really imported (from `.imports.log`)."""
+    log = folder / IMPORT_LOG
+    log.unlink(missing_ok=True)
+    check = subprocess.run([str(python), "-m", "pytest", *pytest_args, "--no-fastcollect-auto-daemon", "-p",
+                            "pytest_fastcollect.parity.recorder"], cwd=folder, env=env, capture_output=True,
+                           text=True, timeout=600)
+    header = next((ln for ln in check.stdout.splitlines() if ln.startswith("fastcollect: -k/-m:")), "(no -k/-m line)")
+    imported = set(log.read_text().split()) if log.exists() else set()
+    modules = sorted(p.stem for p in folder.rglob("test_*.py"))
+    left = [m for m in modules if not any(i.rsplit(".", 1)[-1] == m for i in imported)]
+    return f"{header} | really left unimported: {len(left)} of {len(modules)} test modules ({', '.join(left) or 'none'})"
+
+
 def referee_argv(project: Project, config: Config, repeat: int) -> tuple[list[str], list[str]]:
     """(the referee's own arguments, the pytest arguments after `--`)."""
     pytest_args = [*project.args, *config.extra(project)]
@@ -1168,11 +1195,7 @@ def run_row(name: str, project: Project, folder: Path, config: Config, python: P
     seconds = time.perf_counter() - t0
     probe = ""
     if config.probe:
-        # the same command line as the referee's plugin side (the recorder's -p is part of the records' key)
-        check = subprocess.run([str(python), "-m", "pytest", *pytest_args, "--no-fastcollect-auto-daemon", "-p",
-                                "pytest_fastcollect.parity.recorder"], cwd=folder, env=env, capture_output=True,
-                               text=True, timeout=600)
-        probe = next((ln for ln in check.stdout.splitlines() if ln.startswith("fastcollect: -k/-m:")), "(no -k/-m line)")
+        probe = probe_selection(python, folder, pytest_args, env)
     try:
         killed = stop_daemons(python, folder, pytest_args, env, runtime)
     finally:
@@ -1207,25 +1230,30 @@ def _plain_cell(line: str) -> str:
 
 def _notes(r: Row) -> str:
     notes = []
-    if "served by the warm daemon" in r.plugin:
-        notes.append(r.plugin.rsplit("; ", 1)[-1])
+    if "served by the warm daemon" in r.plugin_side:
+        notes.append(r.plugin_side.rsplit("; ", 1)[-1])
     if r.probe:
-        notes.append(r.probe.removeprefix("fastcollect: -k/-m: ").split(";")[0])
+        header, _, real = r.probe.partition(" | ")
+        notes.append(f"header: {header.removeprefix('fastcollect: -k/-m: ').split(';')[0]}")
+        if real:
+            notes.append(real)
     if r.flaky:
         notes.append(f"{len(r.flaky)} flaky on both sides")
     return "".join(f"<br>{_cell(n)}" for n in notes)
 
 
 def markdown(rows: Sequence[Row], projects: dict[str, Project], pins: dict[str, str], total: float,
-             repeat: int) -> str:
-    out = [f"Run {_dt.date.today().isoformat()}: {len(rows)} referee runs, `--repeat {repeat}` each, "
-           f"{os.cpu_count()} cores, Python {platform.python_version()}, total {total / 60:.1f} min.", ""]
+             repeat: int, source: dict[str, str]) -> str:
+    dirty = " (with uncommitted source changes)" if source["source_changes"] else ""
+    out = [f"Run {source['started']}: {len(rows)} referee runs, `--repeat {repeat}` each, "
+           f"{os.cpu_count()} cores, Python {platform.python_version()}, wheel of commit "
+           f"{source['commit'][:7]}{dirty}, total {total / 60:.1f} min.", ""]
     out += ["| plugin | configuration | referee command (in the plugin's project) | exit | result | plain side | s |",
             "|---|---|---|---|---|---|---|"]
     for r in rows:
         cmd = r.command.replace("python -m pytest_fastcollect.parity ", "")
         out.append(f"| {r.plugin} | {r.config} | `{_cell(cmd)}` | {r.exit} | {_cell(r.parity)}{_notes(r)} | "
-                   f"{_cell(_plain_cell(r.plain))} | {r.seconds:.0f} |")
+                   f"{_cell(_plain_cell(r.plain_side))} | {r.seconds:.0f} |")
     failing = [r for r in rows if r.exit != 0]
     if failing:
         out += ["", "Differences:", ""]
@@ -1237,6 +1265,11 @@ def markdown(rows: Sequence[Row], projects: dict[str, Project], pins: dict[str, 
         dists = ", ".join(f"{d} {pins.get(d, '?')}" for d in p.plugins)
         out.append(f"| {name} | {dists} | {_cell(p.exercises)} | `{_cell(p.kexpr)}` |")
     return "\n".join(out) + "\n"
+
+
+def _git(*args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+    return proc.stdout.strip()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1262,6 +1295,8 @@ def main(argv: list[str] | None = None) -> int:
     if ns.repeat < 1:
         parser.error("--repeat takes a whole number >= 1")
     t_start = time.perf_counter()
+    source = {"started": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "commit": _git("rev-parse", "HEAD"),
+              "source_changes": _git("status", "--porcelain", "--", "src", "CMakeLists.txt", "cmake", "pyproject.toml")}
     try:
         python = make_venv(build=not ns.no_build)
         pins = installed_versions(python)
@@ -1286,13 +1321,13 @@ def main(argv: list[str] | None = None) -> int:
                 _log(f"{'':>15}   - {d}")
     total = time.perf_counter() - t_start
     doc = {
-        "date": _dt.datetime.now().isoformat(timespec="seconds"), "python": platform.python_version(),
+        "date": _dt.datetime.now().isoformat(timespec="seconds"), "python": platform.python_version(), **source,
         "cpus": os.cpu_count(), "repeat": ns.repeat, "pins": pins, "total_seconds": round(total, 1),
         "rows": [r.__dict__ for r in rows],
     }
     ns.json.parent.mkdir(parents=True, exist_ok=True)
     ns.json.write_text(json.dumps(doc, indent=1), encoding="utf-8")
-    text = markdown(rows, projects, pins, total, ns.repeat)
+    text = markdown(rows, projects, pins, total, ns.repeat, source)
     if ns.markdown:
         ns.markdown.write_text(text, encoding="utf-8")
     else:

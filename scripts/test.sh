@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: the GoogleTest binary through ctest, then the Python suite (pytester end-to-end tests
-# and the parity referee on the corpus) with the newest pytest and with pytest 8.4.
+# Runs every test: the GoogleTest binary through ctest (also under ASan+UBSan), the fuzz targets for a short
+# time, then the Python suite (pytester end-to-end tests and the parity referee on the corpus) with the newest
+# pytest and with pytest 8.4, on FASTCOLLECT_TEST_JOBS (2) xdist workers.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -40,9 +41,10 @@ for target in expression scanner module_info; do
 done
 "$here/.venv/bin/python" tests/fuzz/fuzz_frames.py --seconds "$fuzz_seconds"
 
+jobs=${FASTCOLLECT_TEST_JOBS:-2}  # pytest-xdist workers for the Python suite (its tests mostly wait on subprocesses)
 echo "== Python: pytest 9.x"
-"$here/.venv/bin/python" -m pytest tests/python -p no:cacheprovider "$@"
+"$here/.venv/bin/python" -m pytest tests/python -p no:cacheprovider -n "$jobs" "$@"
 
 echo "== Python: pytest 8.x"
 bash scripts/bootstrap.sh "$here/.venv-pytest8" "pytest==8.4.2" "pytest-xdist==3.8.0" "pytest-cov==7.1.0" "coverage==7.17.0" "numpy==2.4.6"
-"$here/.venv-pytest8/bin/python" -m pytest tests/python -p no:cacheprovider "$@"
+"$here/.venv-pytest8/bin/python" -m pytest tests/python -p no:cacheprovider -n "$jobs" "$@"

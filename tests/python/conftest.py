@@ -25,8 +25,11 @@ def corpus_copy(tmp_path: Path):
 @pytest.fixture(autouse=True)
 def _no_auto_daemon(monkeypatch: pytest.MonkeyPatch) -> None:
     """pytest processes started by tests never use or start a warm daemon unless the test asks for one
-    (the `daemon_env` fixture): CI set turns the default off, as documented."""
+    (the `daemon_env` fixture): CI set turns the default off, as documented. When this suite itself runs
+    under xdist (`-n 2`), the pytest processes it starts must not believe they are xdist workers."""
     monkeypatch.setenv("CI", "1")
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
