@@ -577,6 +577,31 @@ def test_parity_after_edits_between_runs(project: Path) -> None:
     _parity(project)
 
 
+@pytest.mark.parametrize("how", ["importlib", "from-import", "__import__"])
+def test_a_module_imported_by_name_is_reimported_with_its_importer(project: Path, how: str) -> None:
+    """A test module that gets a helper through importlib.import_module (or holds one of its functions, or
+    uses __import__): the scanner's static graph does not see that import, so editing the helper used to
+    re-import only the helper, and the warm test module kept the old one (served: pass, plain: fail). The
+    holders the warm-up saw (freshness.held_modules) evict the test module too."""
+    code = {
+        "importlib": "import importlib\nhelper = importlib.import_module('dyn_helper')\nget = lambda: helper.VALUE\n",
+        "from-import": "import importlib\nvalue = importlib.import_module('dyn_helper').value\nget = value\n",
+        "__import__": "helper = __import__('dyn_helper')\nget = lambda: helper.VALUE\n",
+    }[how]
+    write(project, {
+        "tests/dyn_helper.py": "VALUE = 1\n\ndef value():\n    return VALUE\n",
+        "tests/test_dyn.py": code + "\ndef test_dyn():\n    assert get() == 1\n",
+    })
+    age(project)
+    start(project)
+    assert "test_dyn PASSED" in run(project, "-v").stdout
+    _parity(project)
+    (project / "tests/dyn_helper.py").write_text("VALUE = 2\n\ndef value():\n    return VALUE\n")
+    proc = run(project, "-v")
+    assert SERVED in proc.stdout and "test_dyn FAILED" in proc.stdout, proc.stdout
+    _parity(project)
+
+
 def _wait_served(root: Path, timeout: float = 60) -> None:
     env = referee_env(root)
     end = time.monotonic() + timeout

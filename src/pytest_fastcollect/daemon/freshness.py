@@ -29,8 +29,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import Iterable, Mapping
+from types import FunctionType, ModuleType
+from typing import Any, Iterable, Mapping
 
 from .. import _core
 
@@ -165,9 +165,12 @@ class Snapshot:
         import_roots: list[str],
         test_files: Iterable[str] = (),
         inherited: Snapshot | None = None,
+        edges: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         """`inherited`: the snapshot of the process this one was forked from (level 0 for a level 1): its
-        entries' fingerprints and dirty marks are kept for the files of modules it had loaded."""
+        entries' fingerprints and dirty marks are kept for the files of modules it had loaded. `edges`:
+        module name -> names of the modules that hold it (held_modules(): what the warm-up really saw),
+        added to the static import graph when a change's importers are computed."""
         self.rootdir = rootdir
         self.created = time.time()
         files = module_files(modules)
@@ -210,6 +213,8 @@ class Snapshot:
             _fill(entry, fp)
             if entry.exists and max(entry.mtime_ns, entry.ctime_ns) >= warm_started_ns - RACY_MARGIN_NS:
                 self.dirty.add(path)
+        self.holders = {name: set(held) for name, held in (edges or {}).items()}
+        self.path_of = {name: path for path, e in self.entries.items() for name in e.modules}
         module_paths = [p for p, e in self.entries.items() if e.kind not in ("config", "installed") and e.exists]
         infos = _core.scan_files(module_paths, ["test"], ["Test"], 0)
         self.graph = _core.ImportGraph(module_paths, infos, [r for r in import_roots if os.path.isdir(r)])
@@ -243,6 +248,22 @@ class Snapshot:
                 changed.add(path)
         return sorted(changed)
 
+    def stale_closure(self, changed: list[str]) -> set[str]:
+        """The changed paths and every recorded path that imports one, transitively: the scanner's static
+        graph and the holders the warm-up saw (held_modules), until neither adds a path."""
+        stale = set(changed)
+        while True:
+            grown = set(self.graph.reverse_closure(sorted(stale)))
+            names = {n for p in grown for n in (self.entries[p].modules if p in self.entries else ())}
+            frontier = set(names)
+            while frontier:
+                frontier = {h for n in frontier for h in self.holders.get(n, ())} - names
+                names |= frontier
+            grown |= {self.path_of[n] for n in names if n in self.path_of}
+            if grown == stale:
+                return stale
+            stale = grown
+
     def site_changed(self) -> list[str]:
         now = site_folders(self.rootdir)
         return sorted(p for p in set(now) | set(self.site) if now.get(p) != self.site.get(p))
@@ -258,11 +279,13 @@ class Snapshot:
             return Plan(changed, refuse=f"installed module {installed[0]} changed", restart=True)
         if not changed:
             return Plan([])
-        stale = set(self.graph.reverse_closure(changed))
+        stale = self.stale_closure(changed)
         for path in sorted(stale):
             entry = self.entries.get(path)
             if entry is None:
                 continue
+            if entry.kind == "installed":
+                return Plan(changed, refuse=f"installed module {path} holds a changed module", rebuild=True)
             if entry.kind in ("conftest", "config", "configure"):
                 what = {"conftest": "conftest", "config": "config file", "configure": "module imported at configure time"}
                 cause = "changed" if path in changed else "imports a changed module"
@@ -279,6 +302,39 @@ class Snapshot:
                 if any(name.startswith(p + ".") for p in packages):
                     names.add(name)
         return Plan(changed, evict=sorted(names))
+
+
+def held_modules(modules: Mapping[str, ModuleType], events: Mapping[str, Iterable[Any]] | None = None) -> dict[str, set[str]]:
+    """Module name -> names of the modules that hold it, as the warm-up really left them: a module global
+    that is the module (`import x`, `m = importlib.import_module("x")`) or an object defined in it (`from x
+    import f`: f.__module__), and the imports the audit hook saw while it ran (replay.ImportLog.events:
+    ("import", name) under the importing module). Complements the scanner's static graph, which misses
+    imports by name; holders are kept only for modules with a file."""
+    out: dict[str, set[str]] = {}
+
+    def add(held: str, holder: str) -> None:
+        if held != holder and held in modules:
+            out.setdefault(held, set()).add(holder)
+
+    for holder, module in list(modules.items()):
+        if not isinstance(getattr(module, "__file__", None), str):
+            continue
+        try:
+            values = list(vars(module).values())
+        except TypeError:
+            continue
+        for value in values:
+            if isinstance(value, ModuleType):
+                add(value.__name__, holder)
+            else:
+                owner = getattr(value, "__module__", None) if isinstance(value, (type, FunctionType)) else None
+                if isinstance(owner, str):
+                    add(owner, holder)
+    for holder, items in (events or {}).items():
+        for item in items:
+            if item and item[0] == "import" and isinstance(item[1], str):
+                add(item[1], holder)
+    return out
 
 
 def _fill(entry: Entry, fp: object) -> None:

@@ -37,7 +37,7 @@ from logging.handlers import RotatingFileHandler
 from typing import Any
 
 from . import protocol, runtime
-from .freshness import RACY_MARGIN_NS, Plan, Snapshot, config_candidates
+from .freshness import RACY_MARGIN_NS, Plan, Snapshot, config_candidates, held_modules
 from .paths import DaemonFiles
 from .procfs import parent_of
 from .rngstate import SeedTracker
@@ -257,6 +257,7 @@ class Template:
             [os.path.abspath(p or ".") for p in sys.path],
             test_files=list(result.test_modules),
             inherited=self.inherited,
+            edges=held_modules(sys.modules, result.log.events if result.log is not None else None),
         )
         if self.snapshot.dirty and self.spec.rewarms < MAX_REWARMS:
             # Files written while (or just before) they were imported: what the template holds may be older
