@@ -67,6 +67,7 @@ NAME = "plugins"
 ROOT = suites.BASE / NAME
 PROJECTS_DIR = ROOT / "projects"
 RESULTS = ROOT / "results.json"
+LOGS = ROOT / "logs"
 
 #: Exact versions, each checked to install together with pytest 9.2.0 on Python 3.11 (`pip index versions`,
 #: then this install). pytest-randomly 5.1.0 is its newest release (requires pytest >= 7, none excluded).
@@ -1085,6 +1086,8 @@ class Row:
     #: -k rows: the `fastcollect: -k/-m: ...` line of one plugin-side run made right after the referee
     probe: str
     output: str
+    #: a row not served by the daemon: the same referee run again with --plugin-arg=-v (run_row)
+    diagnosis: dict[str, object] = field(default_factory=dict)
 
 
 def _daemon_record_env(python: Path, folder: Path) -> str:
@@ -1177,7 +1180,11 @@ def referee_argv(project: Project, config: Config, repeat: int) -> tuple[list[st
     return [".", *config.referee, "--repeat", str(repeat), *config.plugin_args, "--timeout", "600"], pytest_args
 
 
-def run_row(name: str, project: Project, folder: Path, config: Config, python: Path, repeat: int) -> Row:
+def run_row(name: str, project: Project, folder: Path, config: Config, python: Path, repeat: int,
+            diagnose: bool = True) -> Row:
+    """One referee run in a fresh socket folder, its daemons stopped after. With `diagnose`, a row whose plugin
+    side was not served by the daemon is run once more with `--plugin-arg=-v` (the plugin side then prints
+    `fastcollect: daemon: ran locally (REASON)`, which the referee quotes); that row is kept in `diagnosis`."""
     own, pytest_args = referee_argv(project, config, repeat)
     argv = [str(python), "-m", "pytest_fastcollect.parity", *own, "--", *pytest_args]
     shown = f"python -m pytest_fastcollect.parity {shlex.join(own)} -- {shlex.join(pytest_args)}"
@@ -1198,6 +1205,14 @@ def run_row(name: str, project: Project, folder: Path, config: Config, python: P
         probe = probe_selection(python, folder, pytest_args, env)
     try:
         killed = stop_daemons(python, folder, pytest_args, env, runtime)
+        logs = sorted((Path(runtime) / "pytest-fastcollect").glob("*.log"))
+        if code != 0 and logs:  # keep the daemons' logs of a failing row
+            keep = LOGS / f"{name}-{config.name.replace(' ', '_')}"
+            shutil.rmtree(keep, ignore_errors=True)
+            keep.mkdir(parents=True)
+            for log in logs:
+                shutil.copy(log, keep / log.name)
+            output += f"\n[daemon logs kept in {keep}]\n"
     finally:
         shutil.rmtree(runtime, ignore_errors=True)
     lines = output.splitlines()
@@ -1209,8 +1224,14 @@ def run_row(name: str, project: Project, folder: Path, config: Config, python: P
     served = next((ln.strip() for ln in lines if "served by the warm daemon" in ln), "")
     if served:
         plugin += f"; {served.removeprefix('plugin: ')}"
-    return Row(name, config.name, shown, str(folder), code, parity, differences, flaky, round(seconds, 1),
-               killed, plain, plugin, probe, output)
+    row = Row(name, config.name, shown, str(folder), code, parity, differences, flaky, round(seconds, 1),
+              killed, plain, plugin, probe, output)
+    if diagnose and any("not served by the daemon" in d for d in differences):
+        verbose = Config(config.name, config.referee, [*config.plugin_args, "--plugin-arg=-v"], config.extra)
+        again = run_row(name, project, folder, verbose, python, repeat, diagnose=False)
+        row.diagnosis = {"command": again.command, "exit": again.exit, "parity": again.parity,
+                         "differences": again.differences}
+    return row
 
 
 # --------------------------------------------------------------------------------------------- reports
@@ -1260,6 +1281,9 @@ def markdown(rows: Sequence[Row], projects: dict[str, Project], pins: dict[str, 
         for r in failing:
             out.append(f"- {r.plugin}, {r.config}:")
             out += [f"  - `{_cell(d)}`" for d in r.differences] or [f"  - {_cell(r.parity)}"]
+            if r.diagnosis:
+                out.append(f"  - again with `--plugin-arg=-v`: exit {r.diagnosis['exit']}, {_cell(str(r.diagnosis['parity']))}")
+                out += [f"    - `{_cell(str(d))}`" for d in r.diagnosis["differences"]]  # type: ignore[union-attr]
     out += ["", "| plugin | distributions (pinned) | what the project exercises | `-k` expression |", "|---|---|---|---|"]
     for name, p in projects.items():
         dists = ", ".join(f"{d} {pins.get(d, '?')}" for d in p.plugins)
@@ -1319,6 +1343,10 @@ def main(argv: list[str] | None = None) -> int:
                  f"{' | killed ' + str(row.killed) if row.killed else ''}\n{'':>15}   (cd {row.cwd} && {row.command})")
             for d in row.differences:
                 _log(f"{'':>15}   - {d}")
+            if row.diagnosis:
+                _log(f"{'':>15}   again with --plugin-arg=-v: exit {row.diagnosis['exit']}, {row.diagnosis['parity']}")
+                for d in row.diagnosis["differences"]:  # type: ignore[union-attr]
+                    _log(f"{'':>15}     - {d}")
     total = time.perf_counter() - t_start
     doc = {
         "date": _dt.datetime.now().isoformat(timespec="seconds"), "python": platform.python_version(), **source,

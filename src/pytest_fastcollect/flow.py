@@ -277,7 +277,7 @@ class RecordsRun:
             valid_ids = {p: r.ids_digest for p, r in self.valid.items()}
             mismatches, rows, forget = self._plan(items, valid_ids, set(self.selection.skip))
             manifest = self._manifest(set(recorder.files)) if rows else None
-            self._store(mismatches, rows, forget, manifest, fingerprint([r.path for r in rows]))
+            self._store(mismatches, rows, forget, manifest, fingerprint([r.path for r in rows], self.state.started_ns))
         except Exception as exc:  # noqa: BLE001
             self.warning = f"records not written: {one_line(exc)}"
 
@@ -306,7 +306,7 @@ class RecordsRun:
 
         try:
             mismatches, rows, forget = self._plan(self._items, self.worker_record, set(self.selection.skip))
-            fps = fingerprint([r.path for r in rows])
+            fps = fingerprint([r.path for r in rows], self.state.started_ns)
             manifest = self._manifest(set(self.recorder.files)) if rows else None
             return {
                 "version": WORKER_RECORDS_VERSION,
@@ -351,7 +351,7 @@ class RecordsRun:
         previous: dict[str, list[int]] = {}
         for manifest in self.manifests.values():
             previous.update(manifest.get("files", {}))
-        files = fingerprint(paths, previous)
+        files = fingerprint(paths, self.state.started_ns, previous)
         blob = json.dumps(sorted((p, fp[:5]) for p, fp in files.items()), separators=(",", ":"))
         manifest_id = hashlib.sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()[:24]
         return manifest_id, {"files": files}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,9 @@ class State:
     location: Any = None
     #: an xdist worker whose scan starts in pytest_configure, once workerinput is known
     worker_pending: bool = False
+    #: when the plugin started (time.time_ns()), before any conftest or test module was read: the read time
+    #: of every fingerprint this run records (fingerprints.py's racy rule)
+    started_ns: int = field(default_factory=time.time_ns)
 
     def finish(self) -> None:
         """Wait for the background scan (if any) and keep its outcome. Idempotent."""

@@ -14,8 +14,10 @@ A record of test file F is valid only while all of these are unchanged (issue #3
   that manifest (coarse, never too optimistic);
 - F's own bytes, and those of every test file F imports, transitively, by the scanner's static imports
   (graph/): a changed test file invalidates itself and its reverse-import closure.
-File identity: (mtime_ns, ctime_ns, size, inode) as the stat pass sees it; a differing stat, or a file whose
-mtime is within RACY_MARGIN_NS of when it was recorded (racy-git rule), is settled by XXH3-64 of the bytes.
+File identity and change: fingerprints.py (one rule for the records and the daemon): stat first, a
+differing stat settled by XXH3-64 of the bytes; a file written after the recording run started reading (less
+a 1 s margin) is racy and never trusted, so an edit made while a run collected is never hidden behind a
+record of what that run read before it.
 """
 
 from __future__ import annotations
@@ -24,17 +26,18 @@ import hashlib
 import json
 import os
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 import pytest
 
-from . import _core
+from . import _core, fingerprints
+from .environment import Classifier, config_candidates, key_material, site_folders
+from .fingerprints import Fingerprint
 
-RACY_MARGIN_NS = 1_000_000_000
-#: Bump when what a record holds or means changes.
-RECORD_FORMAT = 1
+#: Bump when what a record holds or means changes (2: a fingerprint's last field is the run's start, when
+#: the file was read, not the time of the recording).
+RECORD_FORMAT = 2
 
 #: Options of pytest and of common plugins that cannot change which items exist, their names or their marks.
 IGNORED_OPTIONS = frozenset(
@@ -87,9 +90,6 @@ def collection_options(options: Any) -> list[tuple[str, Any]]:
 def run_key(config: pytest.Config, conftests: Iterable[str]) -> str:
     """Hex digest of everything a record's validity depends on that is not a project file (module
     docstring). `conftests`: the conftest.py paths the walk found under the run's roots."""
-    from .daemon.freshness import config_candidates, site_folders
-    from .daemon.paths import key_material
-
     dists = {(dist.project_name, dist.version) for _, dist in config.pluginmanager.list_plugin_distinfo()}
     material = key_material(str(config.rootpath), dists)
     material["env"] = [kv for kv in material["env"] if kv[0] not in IGNORED_ENV]
@@ -110,91 +110,36 @@ def run_key(config: pytest.Config, conftests: Iterable[str]) -> str:
 
 
 def manifest_files(modules: Mapping[str, Any], rootdir: str = "", test_files: Iterable[str] = ()) -> set[str]:
-    """Files of the modules in `modules` (sys.modules) that a record's manifest fingerprints: every `.py` file
-    outside the interpreter's prefixes and site folders (daemon/freshness.excluded_folders): the project's
-    modules under rootdir, and modules from anywhere else that is not installed there (a sibling project on
-    `pythonpath` or installed editable, a folder on PYTHONPATH), whose in-place edits no site-folder mtime
-    shows; and, wherever they are installed, every conftest.py, every module under `rootdir` and every module
-    of the top-level packages that hold the recorded `test_files` (`--pyargs networkx`: its conftest and
-    package live in site-packages; an edit there used to leave the records valid and lose tests). Paths as
-    in `__file__` (absolute), not resolved: cheap enough to run after every recorded collection. Other
-    installed packages are covered by the site folders' mtimes in the run key."""
-    from .daemon.freshness import excluded_folders
-
-    excluded = tuple(os.path.join(f, "") for f in excluded_folders())
-    excluded += tuple(os.path.join(os.path.abspath(p), "") for p in (sys.prefix, sys.base_prefix, sys.exec_prefix))
-    always = {os.path.join(os.path.abspath(rootdir), "")} if rootdir else set()
-    always.update(os.path.join(top, "") for top in _top_packages(test_files))
-    kept = tuple(always)
+    """Files of the modules in `modules` (sys.modules) that a record's manifest fingerprints: every `.py`
+    file environment.Classifier calls "project" (the daemon's rule too): under rootdir, outside the
+    interpreter's and site folders (a sibling project on `pythonpath` or installed editable, a folder on
+    PYTHONPATH: in-place edits no site-folder mtime shows), every conftest.py, and every module of the
+    top-level packages that hold the recorded `test_files`, wherever installed (`--pyargs networkx`: its
+    conftest and package live in site-packages; an edit there used to leave the records valid and lose
+    tests). Paths as in `__file__` (absolute), not resolved: cheap enough to run after every recorded
+    collection. Installed packages are covered by the site folders' mtimes in the run key."""
+    classifier = Classifier(rootdir, test_files)
     out: set[str] = set()
     for module in list(modules.values()):
         file = getattr(module, "__file__", None)
-        if not (isinstance(file, str) and file.endswith(".py") and os.path.isabs(file)):
-            continue
-        if not file.startswith(excluded) or os.path.basename(file) == "conftest.py" or file.startswith(kept):
+        if isinstance(file, str) and file.endswith(".py") and os.path.isabs(file) and classifier.classify(file) == "project":
             out.add(file)
     return out
 
 
-def _top_packages(test_files: Iterable[str]) -> set[str]:
-    """The folder of the top-most package holding each test file (its own folder if it is in none)."""
-    tops: set[str] = set()
-    for path in test_files:
-        folder = os.path.dirname(os.path.abspath(path))
-        top = folder
-        while os.path.exists(os.path.join(folder, "__init__.py")):
-            top = folder
-            parent = os.path.dirname(folder)
-            if parent == folder:
-                break
-            folder = parent
-        tops.add(top)
-    return tops
-
-
-def fingerprint(paths: list[str], previous: Mapping[str, list[int]] | None = None) -> dict[str, list[int]]:
-    """path -> [mtime_ns, ctime_ns, size, inode, xxh3, recorded_at_ns] for the files that exist. A file whose
-    stat equals its `previous` entry and is not racy keeps that entry's hash (not re-read)."""
-    now = time.time_ns()
-    previous = previous or {}
-    stats = _core.fingerprint_files(paths, False, 0)
-    out: dict[str, list[int]] = {}
-    to_hash: list[str] = []
-    for path, fp in zip(paths, stats):
-        if not fp.exists:
-            continue
-        prev = previous.get(path)
-        if prev is not None and prev[:4] == [fp.mtime_ns, fp.ctime_ns, fp.size, fp.inode] and not _racy(prev):
-            out[path] = [*prev[:5], now]
-        else:
-            to_hash.append(path)
-    for path, fp in zip(to_hash, _core.fingerprint_files(to_hash, True, 0)):
-        if fp.exists and fp.xxh3 is not None:
-            out[path] = [fp.mtime_ns, fp.ctime_ns, fp.size, fp.inode, fp.xxh3, now]
-    return out
-
-
-def _racy(entry: list[int]) -> bool:
-    return entry[0] >= entry[5] - RACY_MARGIN_NS
+def fingerprint(paths: list[str], read_ns: int, previous: Mapping[str, list[int]] | None = None) -> dict[str, list[int]]:
+    """path -> fingerprint list ([mtime_ns, ctime_ns, size, inode, xxh3, read_ns]: fingerprints.Fingerprint
+    .to_list) of the files among `paths` that exist, read at `read_ns` (the run's start: a file written
+    after that is racy, never trusted). A file whose stat equals its `previous` entry, which is not racy,
+    keeps that entry's hash (not re-read)."""
+    prev = {p: Fingerprint.from_list(v) for p, v in (previous or {}).items()}
+    return {p: fp.to_list() for p, fp in fingerprints.take(paths, read_ns, prev).items() if fp.exists}
 
 
 def changed(entries: Mapping[str, list[int]]) -> set[str]:
-    """The paths among `entries` (path -> fingerprint as from fingerprint()) whose bytes differ now or that
-    are gone. Stat first; the bytes are hashed only for a differing stat or a racy entry."""
-    paths = list(entries)
-    stats = _core.fingerprint_files(paths, False, 0)
-    out: set[str] = set()
-    to_hash: list[str] = []
-    for path, fp in zip(paths, stats):
-        entry = entries[path]
-        if not fp.exists:
-            out.add(path)
-        elif entry[:4] != [fp.mtime_ns, fp.ctime_ns, fp.size, fp.inode] or _racy(entry):
-            to_hash.append(path)
-    for path, fp in zip(to_hash, _core.fingerprint_files(to_hash, True, 0)):
-        if not fp.exists or fp.xxh3 != entries[path][4]:
-            out.add(path)
-    return out
+    """The paths among `entries` (path -> fingerprint list, as from fingerprint()) that changed or are gone,
+    or whose fingerprint is racy (fingerprints.changed)."""
+    return fingerprints.changed({p: Fingerprint.from_list(v) for p, v in entries.items()})
 
 
 def import_roots(test_files: Iterable[str], rootdir: str) -> list[str]:

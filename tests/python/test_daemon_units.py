@@ -21,8 +21,10 @@ from typing import Any, Iterator
 
 import pytest
 
+from pytest_fastcollect import environment
 from pytest_fastcollect.daemon import freshness, paths, protocol, spawn
-from pytest_fastcollect.daemon.freshness import Snapshot, config_candidates
+from pytest_fastcollect.daemon.freshness import Snapshot
+from pytest_fastcollect.environment import config_candidates
 from pytest_fastcollect.daemon.paths import DaemonFiles, DaemonPathError
 from pytest_fastcollect.daemon.protocol import HEADER, MAGIC, ProtocolError
 from pytest_fastcollect.daemon.replay import ImportLog, Replayer
@@ -36,7 +38,7 @@ DISTS = [("pytest-xdist", "3.8.0"), ("pluggy", "1.5.0")]
 
 
 def _key(root: str | Path = "/some/root", dists: list[tuple[str, str]] | None = None) -> str:
-    return paths.key_of(paths.key_material(root, DISTS if dists is None else dists))
+    return paths.key_of(environment.key_material(root, DISTS if dists is None else dists))
 
 
 def test_key_is_stable_for_equal_inputs() -> None:
@@ -141,7 +143,7 @@ def test_key_ignores_volatile_env(monkeypatch: pytest.MonkeyPatch, name: str) ->
 )
 def test_is_volatile(name: str, volatile: bool) -> None:
     """is_volatile: exact names from VOLATILE_ENV and the listed prefixes only (case-sensitive)."""
-    assert paths.is_volatile(name) is volatile
+    assert environment.is_volatile(name) is volatile
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -1075,18 +1077,24 @@ def test_snapshot_records_entries(project: Project) -> None:
     assert snap.dirty == set()
 
 
-def test_snapshot_installed_module_changed_in_place_restarts(project: Project, tmp_path: Path) -> None:
-    """A module the template holds from outside the project and the standard library (a third-party file, an
-    editable sibling project) is fingerprinted; editing it in place refuses the run and restarts the daemon
-    (it would otherwise serve the old code: eviction is only for project modules)."""
+def test_snapshot_sibling_module_is_evicted_and_an_extension_module_restarts(project: Project, tmp_path: Path) -> None:
+    """One rule with the records (environment.Classifier): a module from outside rootdir and outside the
+    interpreter's folders (an editable sibling project) is a project module: a change evicts it. A module
+    the template cannot evict (an extension module; any third-party file in a site folder) is "installed":
+    editing it in place refuses the run and restarts the daemon."""
     sibling = project.outside_module("sibling", tmp_path / "elsewhere" / "sibling.py", "V = 1\n")
+    ext = project.outside_module("fastext", tmp_path / "elsewhere" / "fastext.so", "ELF")
     snap = project.snapshot()
-    assert snap.entries[sibling].kind == "installed"
+    assert snap.entries[sibling].kind == "module"
+    assert snap.entries[ext].kind == "installed"
     assert snap.project_file_count == len(snap.entries) - 1
     assert snap.plan(project.modules).refuse is None
     _rewrite(Path(sibling), "V = 22\n")
     plan = snap.plan(project.modules)
-    assert plan.refuse == f"installed module {sibling} changed" and plan.restart
+    assert plan.refuse is None and "sibling" in plan.evict
+    _rewrite(Path(ext), "ELF2")
+    plan = snap.plan(project.modules)
+    assert plan.refuse == f"installed module {ext} changed" and plan.restart
 
 
 def test_snapshot_test_file_outside_rootdir_is_evicted_when_changed(project: Project, tmp_path: Path) -> None:
@@ -1109,11 +1117,12 @@ def test_snapshot_no_change(project: Project) -> None:
 
 
 def test_snapshot_touch_same_bytes_is_no_change(project: Project) -> None:
-    """A touch (new mtime, same bytes) is not a change; nor is a rewrite with the same bytes."""
-    snap = project.snapshot()
+    """A touch (new mtime, same bytes) is not a change; nor is a rewrite with the same bytes (real times: the
+    files were read 0.1 s after they were written, and touched 0.2 s later)."""
+    snap = project.snapshot(warm_started_ns=time.time_ns() + 100_000_000)
+    time.sleep(0.2)
     mod = project.root / "pkg/mod.py"
-    st = os.stat(mod)
-    os.utime(mod, ns=(st.st_atime_ns, st.st_mtime_ns + 7_000_000_000))
+    os.utime(mod)
     (project.root / "tests/conftest.py").write_text("import support\n")
     plan = snap.plan(project.modules)
     assert plan.changed == [] and plan.refuse is None and plan.evict == []
@@ -1280,17 +1289,10 @@ def test_config_candidates(tmp_path: Path) -> None:
     assert out[0] == str(root / "pytest.ini")
     assert len(out) == len(set(out)) == 15
     for folder in (root, root / "a", root / "a/b"):
-        for name in freshness.CONFIG_NAMES:
+        for name in environment.CONFIG_NAMES:
             assert str(folder / name) in out
     outside = config_candidates(str(root / "a"), "/", None)
-    assert outside == [str(root / "a" / n) for n in freshness.CONFIG_NAMES]
-
-
-def test_evict() -> None:
-    """evict() removes the names present and counts them."""
-    mods = {"a": types.ModuleType("a"), "b": types.ModuleType("b")}
-    assert freshness.evict(mods, ["a", "c"]) == 1
-    assert list(mods) == ["b"]
+    assert outside == [str(root / "a" / n) for n in environment.CONFIG_NAMES]
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -255,7 +255,7 @@ def test_changed_sees_same_size_same_mtime_edits_and_deletions(tmp_path: Path) -
     a, b = tmp_path / "a.py", tmp_path / "b.py"
     a.write_text("x = 1\n")
     b.write_text("y = 1\n")
-    entries = fingerprint([str(a), str(b)])
+    entries = fingerprint([str(a), str(b)], time.time_ns() + 2_000_000_000)  # read 2 s after the writes
     assert changed(entries) == set()
     st = a.stat()
     a.write_text("x = 2\n")  # same size
@@ -269,10 +269,26 @@ def test_fingerprint_reuses_a_settled_hash(tmp_path: Path) -> None:
     a.write_text("x = 1\n")
     old = time.time_ns() - 10_000_000_000
     os.utime(a, ns=(old, old))
-    first = fingerprint([str(a)])
+    later = time.time_ns() + 2_000_000_000  # read well after the write (and after utime's ctime)
+    first = fingerprint([str(a)], later)
     fake = {str(a): [*first[str(a)][:4], 12345, first[str(a)][5]]}  # a hash it would never compute
-    assert fingerprint([str(a)], fake)[str(a)][4] == 12345  # stat equal and not racy: not re-read
+    assert fingerprint([str(a)], later, fake)[str(a)][4] == 12345  # stat equal, not racy: not re-read
     assert changed(fake) == set()
+
+
+def test_a_file_written_after_it_was_read_is_never_trusted(tmp_path: Path) -> None:
+    """fingerprints.py: a file modified when or after it was read counts as changed, whatever its bytes:
+    what was read may be older than what was hashed (an edit while a recording run collected); one modified
+    shortly before it was read is hashed, and trusted when its bytes are the same."""
+    a = tmp_path / "a.py"
+    a.write_text("x = 1\n")
+    read_ns = a.stat().st_mtime_ns - 1  # "read" just before the write
+    entries = fingerprint([str(a)], read_ns)
+    assert changed(entries) == {str(a)}
+    racy = fingerprint([str(a)], a.stat().st_mtime_ns + 200_000_000)  # read 0.2 s after the write
+    assert changed(racy) == set()
+    settled = fingerprint([str(a)], a.stat().st_mtime_ns + 2_000_000_000)
+    assert changed(settled) == set()
 
 
 # -- end to end -----------------------------------------------------------------------------------------
@@ -699,7 +715,7 @@ def test_fast_keyword_names_equal_pytests_own(pytester: pytest.Pytester) -> None
 
 
 def test_key_does_not_depend_on_how_the_interpreter_was_spelled(monkeypatch) -> None:
-    from pytest_fastcollect.daemon.paths import key_material
+    from pytest_fastcollect.environment import key_material
 
     here = os.path.dirname(sys.executable)
     monkeypatch.setattr(sys, "executable", os.path.join(here, "..", os.path.basename(here), os.path.basename(sys.executable)))

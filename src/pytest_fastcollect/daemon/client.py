@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import procstate, protocol
-from .paths import DaemonFiles, daemon_files, key_material, key_of
+from ..environment import key_material
+from .paths import DaemonFiles, daemon_files, key_of
 
 if TYPE_CHECKING:  # the worker launcher (worker.py) imports this module and must not pay for pytest
     import pytest

@@ -44,7 +44,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from . import protocol
-from .freshness import RACY_MARGIN_NS, Plan, Snapshot
+from ..fingerprints import RACY_MARGIN_NS
+from .freshness import Plan, Snapshot
 from .procfs import process_state
 from .server import MAX_REWARMS, Counters, Spec, Template, run_level1
 
@@ -128,7 +129,7 @@ class Base(Template):
         if self.snapshot.dirty and self.spec.rewarms < MAX_REWARMS:
             # a file it imported was written just before (e.g. the plugin reinstalled): it may hold older
             # code than the file; start again once the file is older than the margin (serve_main)
-            newest = max(max(self.snapshot.entries[p].mtime_ns, self.snapshot.entries[p].ctime_ns) for p in self.snapshot.dirty)
+            newest = max(max(self.snapshot.entries[p].fp.mtime_ns, self.snapshot.entries[p].fp.ctime_ns) for p in self.snapshot.dirty)
             time.sleep(max(0.0, (newest + RACY_MARGIN_NS - time.time_ns()) / 1e9))
             self.reexec_reason = f"{len(self.snapshot.dirty)} files changed during the warm-up of level 0"
         alive = [t.name for t in threading.enumerate() if t is not threading.main_thread()]

@@ -37,7 +37,9 @@ from logging.handlers import RotatingFileHandler
 from typing import Any
 
 from . import protocol, runtime
-from .freshness import RACY_MARGIN_NS, Plan, Snapshot, config_candidates, held_modules
+from ..environment import config_candidates
+from ..fingerprints import RACY_MARGIN_NS
+from .freshness import Plan, Snapshot, held_modules
 from .paths import DaemonFiles
 from .procfs import parent_of
 from .rngstate import SeedTracker
@@ -263,7 +265,7 @@ class Template:
             # Files written while (or just before) they were imported: what the template holds may be older
             # than the file. Warm again once they are older than the margin (the next warm-up sees them
             # settled); the cap keeps a file that changes all the time from looping forever.
-            newest = max(max(self.snapshot.entries[p].mtime_ns, self.snapshot.entries[p].ctime_ns) for p in self.snapshot.dirty)
+            newest = max(max(self.snapshot.entries[p].fp.mtime_ns, self.snapshot.entries[p].fp.ctime_ns) for p in self.snapshot.dirty)
             time.sleep(max(0.0, (newest + RACY_MARGIN_NS - time.time_ns()) / 1e9))
             self.reexec_reason = f"{len(self.snapshot.dirty)} files changed during the warm-up"
             return
