@@ -91,12 +91,14 @@ def local_reason(environ: dict[str, str] | None = None) -> str | None:
 def _requires_coverage(dist: Any) -> bool:
     """Whether the distribution requires `coverage` unconditionally (not only for an extra); Requires-Dist
     parsed with `packaging` (a dependency of pytest)."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
     try:
-        requires = dist.requires or []
+        requires = [r for r in (dist.requires or []) if "coverage" in r.lower()]  # (parse only candidates)
     except Exception:  # noqa: BLE001 - unreadable metadata: not known to measure
         return False
+    if not requires:
+        return False
+    from packaging.requirements import InvalidRequirement, Requirement
+
     for text in requires:
         try:
             requirement = Requirement(str(text))
