@@ -1586,3 +1586,102 @@ def test_memory_restart_reason(rss: int | None, warm: int, limit: int, restarts:
     assert (reason is not None) == restarts
     if restarts:
         assert reason == f"memory limit: RSS 300 MiB > {limit} MiB"
+
+
+# --------------------------------------------------------------------------------------------------------
+# measuring: which runs must see the project from its first import
+# --------------------------------------------------------------------------------------------------------
+
+
+class _Dist:
+    def __init__(self, name: str, requires: list[str] | None = None) -> None:
+        self.metadata = {"Name": name}
+        self.requires = requires
+
+
+@pytest.mark.parametrize(
+    ("options", "dists", "fresh"),
+    [
+        ({"cov_source": ["pkg"]}, [_Dist("pytest-cov", ["coverage[toml]>=7.10"])], True),
+        ({"cov_source": ["pkg"], "no_cov": True}, [_Dist("pytest-cov", ["coverage>=7"])], False),
+        ({"cov_source": None}, [_Dist("pytest_cov", ["coverage>=7"])], False),  # installed, not asked for
+        ({"testmon": True}, [_Dist("pytest-testmon", ["coverage<8,>=6"])], True),
+        ({}, [_Dist("pytest-testmon", ["coverage<8,>=6"])], False),
+        ({}, [_Dist("pytest-measure-something", ["coverage"])], True),  # unknown: taken as measuring
+        ({}, [_Dist("pytest-docs", ["sphinx", 'coverage; extra == "cov"'])], False),  # only for an extra
+        ({}, [_Dist("pytest-xdist", ["execnet>=2.1", "pytest>=7"])], False),
+        ({}, [_Dist("broken", None)], False),
+    ],
+)
+def test_fresh_reason_from_options_and_plugins(options: dict[str, Any], dists: list[_Dist], fresh: bool) -> None:
+    from pytest_fastcollect.daemon.measuring import fresh_reason
+
+    assert (fresh_reason(types.SimpleNamespace(**options), dists) is not None) == fresh
+
+
+def test_local_reason_sees_what_really_measures(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_fastcollect.daemon.measuring import local_reason
+
+    assert local_reason({}) is None
+    assert "COVERAGE_PROCESS_START" in (local_reason({"COVERAGE_PROCESS_START": "/x/.coveragerc"}) or "")
+    assert "PYTHONHASHSEED=random" in (local_reason({"PYTHONHASHSEED": "random"}) or "")
+    assert local_reason({"PYTHONHASHSEED": "0"}) is None
+    old = sys.getprofile()
+    sys.setprofile(lambda *a: None)
+    try:
+        assert "profile function" in (local_reason({}) or "")
+    finally:
+        sys.setprofile(old)
+
+
+# --------------------------------------------------------------------------------------------------------
+# procstate: what a run inherits
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_capture_describes_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_fastcollect.daemon import procstate
+
+    for name in ("stdin", "stdout", "stderr"):  # the interpreter's streams (pytest's capture replaced them)
+        monkeypatch.setattr(sys, name, getattr(sys, f"__{name}__"))
+    state, fds = procstate.capture()
+    assert procstate.problem(state, len(fds)) is None
+    assert state["fds"] == fds and all(not fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC for fd in fds)
+    assert state["umask"] == procstate.umask()
+    assert state["orig_argv"] == list(sys.orig_argv)
+
+
+def test_install_fds_puts_fds_at_the_callers_numbers_and_refuses_a_taken_one(tmp_path: Path) -> None:
+    """In a forked child (install_fds rearranges fds 0-2): the received fds land at their targets; a
+    target already held by something else is refused (Unservable) instead of being overwritten."""
+    from pytest_fastcollect.daemon import procstate
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit code
+        code = 0
+        try:
+            os.close(r)
+            held = os.open(os.devnull, os.O_RDONLY)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                procstate.install_fds([devnull], [held])
+                code = 1  # it overwrote `held`
+            except procstate.Unservable:
+                pass
+            procstate.install_fds([w], [0, 1, 2, 50][3:])  # fd 50 <- the pipe; 0, 1 and 2 closed
+            os.write(50, b"ok")
+            for fd in (0, 1, 2):
+                try:
+                    os.fstat(fd)
+                    code = 2
+                except OSError:
+                    pass
+        except BaseException:  # noqa: BLE001
+            code = 3
+        os._exit(code)
+    os.close(w)
+    _, status = os.waitpid(pid, 0)
+    data = os.read(r, 10)
+    os.close(r)
+    assert os.waitstatus_to_exitcode(status) == 0 and data == b"ok"
