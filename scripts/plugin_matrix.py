@@ -91,11 +91,15 @@ NO_AUTO_DAEMON = "--plugin-arg=--no-fastcollect-auto-daemon"
 #: What every project turns off unless it is the plugin exercised: pytest-randomly (installed, it shuffles with a
 #: new seed each run), hypothesis's pytest plugin (it imports all of hypothesis: 0.8 s of each process here,
 #: xdist workers included) and pytest-django (its `pytest_itemcollected` hook makes the plugin import every
-#: test file under -k/-m, src/pytest_fastcollect/selection.py SkippedModule: no file would be left unimported).
+#: test file under -k/-m, src/pytest_fastcollect/selection.py SkippedModule: no file would be left unimported)
+#: and pytest-rerunfailures (with xdist installed, its pytest_configure starts a socket server thread in every
+#: controller, even without --reruns or -n: the daemon's level 1 is then not forkable and every run is served
+#: from level 0, the project imported fresh).
 NO_RANDOMLY = ["-p", "no:randomly"]
 NO_HYPOTHESIS = ["-p", "no:hypothesispytest"]
 NO_DJANGO = ["-p", "no:django"]
-QUIET = [*NO_RANDOMLY, *NO_HYPOTHESIS, *NO_DJANGO]
+NO_RERUN = ["-p", "no:rerunfailures"]
+QUIET = [*NO_RANDOMLY, *NO_HYPOTHESIS, *NO_DJANGO, *NO_RERUN]
 #: The first line of every generated test module: it appends the module's name to `.imports.log` in the
 #: working folder (the project's), so the -k probe sees which test modules a run really imported.
 IMPORT_LOG = ".imports.log"
@@ -126,16 +130,18 @@ class Config:
     referee: list[str]
     plugin_args: list[str]
     extra: Callable[[Project], list[str]]
-    #: after the referee, one plugin-side run whose `-k/-m` header line shows what the records left unimported
-    probe: bool = False
+    #: after the referee, one plugin-side run (not compared) that shows what the plugin did: "k" prints its `-k/-m`
+    #: header line and which test modules it really imported, "daemon" its `-v` line of the warm daemon (which
+    #: level served it)
+    probe: str = ""
 
 
 CONFIGS: list[Config] = [
     Config("in-process", ["--run"], [NO_AUTO_DAEMON], lambda p: []),
-    Config("daemon", ["--run", "--daemon"], [], lambda p: []),
-    Config("-k + prime", ["--run", "--prime"], [NO_AUTO_DAEMON], lambda p: ["-k", p.kexpr], probe=True),
+    Config("daemon", ["--run", "--daemon"], [], lambda p: [], probe="daemon"),
+    Config("-k + prime", ["--run", "--prime"], [NO_AUTO_DAEMON], lambda p: ["-k", p.kexpr], probe="k"),
     Config("-n 2", ["--run"], [NO_AUTO_DAEMON], lambda p: ["-n", "2"]),
-    Config("-n 2 daemon", ["--run", "--daemon"], [], lambda p: ["-n", "2"]),
+    Config("-n 2 daemon", ["--run", "--daemon"], [], lambda p: ["-n", "2"], probe="daemon"),
 ]
 
 
@@ -399,12 +405,12 @@ def _randomly() -> Project:
             '''),
             "tests/test_values.py": values,
         },
-        ["-p", "randomly", "--randomly-seed=12345", *NO_HYPOTHESIS, *NO_DJANGO],
+        ["-p", "randomly", "--randomly-seed=12345", *NO_HYPOTHESIS, *NO_DJANGO, *NO_RERUN],
         "beta or values",
         "`-p randomly --randomly-seed=12345`: modules, classes and functions shuffled with a fixed seed (node "
         "IDs compared in order), and `random` reseeded before each test (a test checks the values against "
         "those recorded by a plain set-up run).",
-        setup=[(["-p", "randomly", "--randomly-seed=12345", *NO_HYPOTHESIS, *NO_DJANGO, "tests/test_values.py"], {"MATRIX_SETUP": "1"})],
+        setup=[(["-p", "randomly", "--randomly-seed=12345", *NO_HYPOTHESIS, *NO_DJANGO, *NO_RERUN, "tests/test_values.py"], {"MATRIX_SETUP": "1"})],
     )
 
 
@@ -629,7 +635,7 @@ def _rerunfailures() -> Project:
                     assert [1, 2] == [1, 2]
             '''),
         },
-        [*QUIET, "--reruns", "2"],
+        [*NO_RANDOMLY, *NO_HYPOTHESIS, *NO_DJANGO, "--reruns", "2"],
         "stable",
         "`--reruns 2`: a test that fails once then passes (reports `rerun` then `passed`), one that always "
         "fails (two reruns, then failed), a `flaky(reruns=1)` marker, a fixture whose set-up fails once "
@@ -708,13 +714,13 @@ def _hypothesis() -> Project:
                 TestCounter.settings = settings(max_examples=10, stateful_step_count=5, deadline=None)
             '''),
         },
-        [*NO_RANDOMLY, *NO_DJANGO, "--hypothesis-profile=matrix"],
+        [*NO_RANDOMLY, *NO_DJANGO, *NO_RERUN, "--hypothesis-profile=matrix"],
         "commutes or sort",
         "`--hypothesis-profile=matrix` (a conftest profile with a `DirectoryBasedExampleDatabase`, no "
         "deadline): `@given` tests with `@example`, a failing property whose shrunk example the set-up run "
         "saved in `.hypothesis/examples` (replayed first by every run: deterministic failure, exit 1), a "
         "stateful `RuleBasedStateMachine.TestCase` (a unittest class).",
-        setup=[([*NO_RANDOMLY, *NO_DJANGO, "--hypothesis-profile=matrix", "tests/test_database.py"], {})],
+        setup=[([*NO_RANDOMLY, *NO_DJANGO, *NO_RERUN, "--hypothesis-profile=matrix", "tests/test_database.py"], {})],
     )
 
 
@@ -855,7 +861,7 @@ def _django() -> Project:
                     assert django_user_model.objects.count() == 1
             '''),
         },
-        [*NO_RANDOMLY, *NO_HYPOTHESIS],
+        [*NO_RANDOMLY, *NO_HYPOTHESIS, *NO_RERUN],
         "ping or settings",
         "a Django project made in the test folder (`manage.py`, `mysite/settings.py`, an app with one model "
         "and its migration), `DJANGO_SETTINGS_MODULE` given in `pytest.ini`: `django_db` tests (one "
@@ -1174,6 +1180,17 @@ def probe_selection(python: Path, folder: Path, pytest_args: list[str], env: dic
     return f"{header} | really left unimported: {len(left)} of {len(modules)} test modules ({', '.join(left) or 'none'})"
 
 
+def probe_daemon(python: Path, folder: Path, pytest_args: list[str], env: dict[str, str]) -> str:
+    """One more run through the referee's daemon (its environment, the recorder's record path included, is
+    the daemon's key) with -v: the `fastcollect: run by the warm daemon ...` or `... ran locally (...)` line."""
+    record_env = {**env, "FASTCOLLECT_PARITY_RECORD": _daemon_record_env(python, folder)}
+    check = subprocess.run([str(python), "-m", "pytest", *pytest_args, "-p", "pytest_fastcollect.parity.recorder",
+                            "--fastcollect-auto-daemon", "-v"], cwd=folder, env=record_env, capture_output=True,
+                           text=True, timeout=600)
+    return next((ln for ln in check.stdout.splitlines()
+                 if ln.startswith(("fastcollect: run by the warm daemon", "fastcollect: daemon:"))), "(no daemon line)")
+
+
 def referee_argv(project: Project, config: Config, repeat: int) -> tuple[list[str], list[str]]:
     """(the referee's own arguments, the pytest arguments after `--`)."""
     pytest_args = [*project.args, *config.extra(project)]
@@ -1201,8 +1218,10 @@ def run_row(name: str, project: Project, folder: Path, config: Config, python: P
         output = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
     seconds = time.perf_counter() - t0
     probe = ""
-    if config.probe:
+    if config.probe == "k":
         probe = probe_selection(python, folder, pytest_args, env)
+    elif config.probe == "daemon":
+        probe = probe_daemon(python, folder, pytest_args, env)
     try:
         killed = stop_daemons(python, folder, pytest_args, env, runtime)
         logs = sorted((Path(runtime) / "pytest-fastcollect").glob("*.log"))
@@ -1253,7 +1272,13 @@ def _notes(r: Row) -> str:
     notes = []
     if "served by the warm daemon" in r.plugin_side:
         notes.append(r.plugin_side.rsplit("; ", 1)[-1])
-    if r.probe:
+    if r.probe.startswith("fastcollect: run by the warm daemon"):
+        level = "level 0: project imported fresh" if " from level 0 " in r.probe else "level 1: project warm"
+        why = r.probe.split("; ", 1)[1][:-1] if " from level 0 " in r.probe and "; " in r.probe else ""
+        notes.append(f"-v run after: {level}" + (f" ({why})" if why else ""))
+    elif r.probe.startswith("fastcollect: daemon:") or r.probe == "(no daemon line)":
+        notes.append(f"-v run after: {r.probe}")
+    elif r.probe:
         header, _, real = r.probe.partition(" | ")
         notes.append(f"header: {header.removeprefix('fastcollect: -k/-m: ').split(';')[0]}")
         if real:

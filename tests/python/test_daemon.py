@@ -534,6 +534,18 @@ def test_a_cleaned_socket_folder_makes_the_daemon_leave(project: Path, daemon_en
     assert SERVED in run(project, "-v").stdout
 
 
+def test_a_bare_stop_stops_every_daemon_of_the_project(project: Path, daemon_env: Path) -> None:
+    """One daemon per set of initial paths: after `pytest tests/test_a.py`, `pytest tests/test_b.py` and
+    `pytest` each started one, a bare `--daemon-stop` stops all three (it used to stop only the last)."""
+    for args in (["tests/test_a.py"], ["tests/test_b.py"], []):
+        start(project, *args)
+    assert len(list((daemon_env / "pytest-fastcollect").glob("*.json"))) == 3
+    proc = run(project, "--daemon-stop")
+    assert proc.returncode == 0 and proc.stdout.count("stopped") == 3, proc.stdout
+    assert daemon_processes(daemon_env) == []
+    assert not list((daemon_env / "pytest-fastcollect").glob("*.json"))
+
+
 def test_a_clean_stop_removes_the_pid_file(project: Path, daemon_env: Path) -> None:
     start(project)
     (pid_file,) = (daemon_env / "pytest-fastcollect").glob("*.pid")

@@ -14,7 +14,7 @@ from typing import Any, Callable, TextIO
 
 from . import spawn
 from .client import NotServed, Target, ask
-from .paths import DaemonPathError, socket_dir
+from .paths import DaemonFiles, DaemonPathError, socket_dir
 from .procfs import lock_holders, parent_of
 
 #: Seconds --daemon-start waits for the warm-up (sympy takes ~15 s on 2 cores).
@@ -186,6 +186,36 @@ def start(tgt: Target, spec: spawn.Spec, out: TextIO, timeout: float = START_TIM
     return status(tgt, out)
 
 
+def project_daemons(tgt: Target) -> list[DaemonFiles]:
+    """The files of every other running daemon of this project (same rootdir and interpreter, any set of
+    initial paths), from the `<key>.json` each daemon writes while it runs."""
+    import json
+    import sys
+
+    out: list[DaemonFiles] = []
+    for meta in sorted(tgt.files.folder.glob("*.json")):
+        key = meta.stem
+        if key == tgt.key:
+            continue
+        try:
+            data = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("rootdir") == tgt.rootdir and data.get("executable") == sys.executable:
+            out.append(DaemonFiles(tgt.files.folder, key))
+    return out
+
+
+def stop_all(tgt: Target, out: TextIO) -> int:
+    """A bare `--daemon-stop`: this run's daemon and every other daemon of the project (one per set of
+    initial paths: `pytest`, `pytest tests/a.py`, ...). Exit code 1 if any did not stop."""
+    code = stop(tgt, out)
+    for files in project_daemons(tgt):
+        if spawn.daemon_running(files):
+            code = max(code, stop(Target(files.key, {}, files, tgt.rootdir), out))
+    return code
+
+
 def stop(tgt: Target, out: TextIO) -> int:
     if not spawn.daemon_running(tgt.files):
         spawn.remove_stale_socket(tgt.files)
@@ -203,10 +233,11 @@ def stop(tgt: Target, out: TextIO) -> int:
     if not _wait_for(lambda: not spawn.daemon_running(tgt.files), STOP_TIMEOUT):
         print(f"pytest-fastcollect: daemon pid {pid} did not stop within {STOP_TIMEOUT:.0f}s", file=out)
         return 1
-    try:
-        tgt.files.pid.unlink()  # (the daemon removes it itself; one killed meanwhile leaves it)
-    except OSError:
-        pass
+    for leftover in (tgt.files.pid, tgt.files.meta):  # (the daemon removes them; one killed meanwhile leaves them)
+        try:
+            leftover.unlink()
+        except OSError:
+            pass
     print(f"pytest-fastcollect: daemon pid {pid} stopped", file=out)
     return 0
 

@@ -91,6 +91,12 @@ class DaemonFiles:
         return self.folder / f"{self.key}.pid"
 
     @property
+    def meta(self) -> Path:
+        """JSON {"rootdir", "executable", "warm_args", "pid"} of the daemon while it runs: which project a
+        daemon serves, for a `--daemon-stop` that stops all of a project's daemons."""
+        return self.folder / f"{self.key}.json"
+
+    @property
     def log(self) -> Path:
         return self.folder / f"{self.key}.log"
 

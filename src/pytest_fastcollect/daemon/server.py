@@ -1077,6 +1077,8 @@ def serve_main(spec_json: str) -> int:
         log.error("lock %s not held (%s): another daemon has it; exiting", base.files.lock, exc)
         return 1
     base.files.pid.write_text(f"{os.getpid()}\n", encoding="ascii")
+    base.files.meta.write_text(json.dumps({"rootdir": spec.rootdir, "executable": sys.executable,
+                                           "warm_args": spec.warm_args, "pid": os.getpid()}), encoding="utf-8")
     log.info("daemon pid %d for %s (key %s): %s", os.getpid(), spec.rootdir, spec.key, spec.reason)
     try:
         base.warm()
@@ -1095,6 +1097,7 @@ def serve_main(spec_json: str) -> int:
     try:
         if base.files.pid.read_text(encoding="ascii").strip() == str(os.getpid()):
             base.files.pid.unlink()
+            base.files.meta.unlink()
     except OSError:
         pass
     log.info("daemon pid %d exits", os.getpid())

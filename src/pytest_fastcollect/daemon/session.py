@@ -159,7 +159,11 @@ def _run_command(command: str, config: pytest.Config, parser: pytest.Parser, tgt
     if command == "daemon_status":
         return control.status(tgt, out)
     if command == "daemon_stop":
-        return control.stop(tgt, out)
+        from .spawn import positional_args
+
+        if positional_args(parser, config.invocation_params.args):
+            return control.stop(tgt, out)
+        return control.stop_all(tgt, out)  # no paths: every daemon of the project
     if command == "daemon_health":
         return control.health(tgt, out)
     if command == "daemon_reload":
