@@ -1,7 +1,9 @@
 """The plugin compatibility matrix: the parity referee on small projects that exercise popular pytest plugins.
 
-    python scripts/plugin_matrix.py [--only NAME ...] [--repeat N] [--markdown PATH] [--json PATH]
-                                    [--setup-only] [--list]
+    python scripts/plugin_matrix.py [--only NAME ...] [--config NAME ...] [--repeat N] [--markdown PATH]
+                                    [--json PATH] [--setup-only] [--no-build] [--list]
+
+The page that shows its results and explains them: docs/compatibility.md.
 
 What it does, in order:
 
@@ -9,12 +11,15 @@ What it does, in order:
    the convention of benchmarks/suites.py, whose BASE, _venv, _pip and install_plugin it reuses), outside any
    folder with a pytest config, installs the pinned versions of PINS from PyPI into it (once: a marker file
    names the pins) and then the project's wheel from build/wheels/cp3XY/ (every time: `--force-reinstall
-   --no-deps`, so a rebuilt wheel is picked up).
+   --no-deps`, so a rebuilt wheel is picked up). A wheel older than the source (no `.stamp-*` beside it that
+   matches, as scripts/bootstrap.sh computes it) is rebuilt first by scripts/bootstrap.sh, unless --no-build.
 2. Writes, per plugin, a small generated test project under `$FASTCOLLECT_SUITES/plugins/projects/NAME/`
    (rewritten from scratch on every invocation; PROJECTS below says what each one exercises), each with its own
    `pytest.ini`, and runs its set-up commands with the plugin off (`-p no:fastcollect`): syrupy's
    `--snapshot-update`, the failing example hypothesis saves in its example database, the values
-   pytest-randomly's reseeding gives.
+   pytest-randomly's reseeding gives. Every generated test module starts with IMPORT_MARKER (it appends its
+   name to the project's `.imports.log`). Each project's args turn off the installed plugins it is not about
+   (QUIET: randomly, hypothesis, django, rerunfailures; why at QUIET).
 3. For each plugin runs the referee (`python -m pytest_fastcollect.parity`, src/pytest_fastcollect/parity/) in
    each configuration of CONFIGS: plugin in-process, through the warm daemon, `-k EXPR` with `--prime`, `-n 2`
    in-process and `-n 2` through the daemon, every one with `--repeat N`. Each referee run gets its own
@@ -24,6 +29,10 @@ What it does, in order:
    process whose environment names that XDG_RUNTIME_DIR is killed (they were all started by this run).
    In-process configurations pass `--plugin-arg=--no-fastcollect-auto-daemon`: the plugin side's
    environment carries a fresh record path per run, so it would otherwise start a new daemon after every run.
+   After the referee, a probe run (not compared): for -k rows, which test modules were really left unimported;
+   for daemon rows, which daemon level served a `-v` run. A row not served by the daemon is run once more with
+   `--plugin-arg=-v` (the reason then shows in its differences); a failing row keeps its daemon logs in
+   `$FASTCOLLECT_SUITES/plugins/logs/`.
 4. Prints one row per (plugin, configuration) to stderr as it goes (the command, the referee's exit code, its
    `parity: ...` line), then writes the JSON results file (default `$FASTCOLLECT_SUITES/plugins/results.json`)
    and the markdown tables (to stdout, or to `--markdown PATH`).
@@ -34,8 +43,10 @@ Shapes:
             kexpr for the -k configuration, setup [(pytest args, extra env)], exercises: str)}
   CONFIGS:  [Config(name, referee flags, plugin-side args, extra pytest args)]
   results JSON: {"date", "python", "cpus", "repeat", "pins": {dist: version installed}, "total_seconds",
+                 "commit", "source_changes", "started",
                  "rows": [{"plugin", "config", "command", "cwd", "exit", "parity", "differences": [str],
-                           "flaky": [str], "seconds", "killed": [pid], "output": str}]}
+                           "flaky": [str], "seconds", "killed": [pid], "plain_side", "plugin_side", "probe",
+                           "output": str, "diagnosis": {} | {"command", "exit", "parity", "differences"}}]}
 Exit code: 0 when every row had referee exit 0, 1 otherwise, 2 on a set-up failure.
 """
 

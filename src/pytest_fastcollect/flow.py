@@ -18,7 +18,8 @@ import pytest
 from .errors import one_line
 from .records import CROSS_IMPORT, FileRecord, RecordStore, nodeids_digest, store_path
 from .recording import Recorder, warnings_seen
-from .selection import RecordedItem, Selection, SkippedModule, decide, expressions, query_key
+from .measuring import import_measuring
+from .selection import RecordedItem, Selection, SkippedModule, decide, expressions, foreign_itemcollected, query_key
 from .state import State
 from .xdist import xdist_controller
 
@@ -135,6 +136,12 @@ class RecordsRun:
             selection.why_not = error or "no -k/-m"
         elif strict:
             selection.why_not = "--fastcollect-strict"
+        elif (measured := import_measuring(config)) is not None:
+            # a coverage report lists what was imported: a file left unimported would leave out what only it
+            # imports (and its module-level lines)
+            selection.why_not = f"{measured}: what is imported is measured"
+        elif (hook := foreign_itemcollected(config.hook.pytest_itemcollected)) is not None:
+            selection.why_not = f"{hook} implements pytest_itemcollected (it would see stand-in items)"
         elif CROSS_IMPORT in self.store.flags(self.key):
             selection.why_not = "importing some test modules changes what others collect in this project"
         else:

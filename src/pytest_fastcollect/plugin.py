@@ -1,13 +1,15 @@
 """pytest hook implementations of pytest-fastcollect (entry point `fastcollect`).
 
-Hooks only: each delegates to one module. In this version the plugin walks and scans the files the run
-will consider, on a background thread started before the initial conftests are imported, and reports it in
-the header; it changes nothing in what pytest imports or collects.
+Hooks only: each delegates to one module. Before the initial conftests are imported, a warm daemon may take
+the whole run (daemon/session.py); otherwise the plugin walks and scans the files the run will consider on
+a background thread, and in pytest_configure registers, when active, the plugin objects that hold this
+session's state: the records plugin (records_plugin.py: with -k/-m, test files whose recorded collection
+holds no selected test are left unimported; every run records what it collected) and, under pytest-xdist,
+the controller's hand-off to its workers (xdist.XdistController).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, Generator
 
 import pytest
@@ -18,6 +20,7 @@ from .options import add_options, is_enabled
 from . import xdist
 from .state import DAEMON, STATE, State
 from .flow import RECORDS, RecordsRun
+from .records_plugin import RecordsPlugin
 from .selection import SkippedModule
 
 __all__ = ["DAEMON", "RECORDS", "STATE"]
@@ -109,7 +112,10 @@ def pytest_configure(config: pytest.Config) -> None:
         if worker:
             run.handoff = xdist.worker_selection(config)
             run.record_for_controller(xdist.worker_recording(config))
-        config.stash[RECORDS] = run
+        elif config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(xdist.XdistController(config, run), xdist.XdistController.NAME)
+        config.stash[RECORDS] = run  # (for readers outside the hooks: the parity recorder)
+        config.pluginmanager.register(RecordsPlugin(run), RecordsPlugin.NAME)
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
@@ -117,28 +123,6 @@ def pytest_xdist_setupnodes(config: pytest.Config, specs: list[Any]) -> None:
     # pytest-xdist, controller of a run the daemon serves: workers are forked from the warm template too
     # (tryfirst: xdist's own implementation keeps the list's specs for its status line)
     xdist.warm_workers(config, specs, getattr(config.stash.get(DAEMON, None), "served", None))
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node: Any) -> None:
-    # pytest-xdist, controller: before a worker starts, the cache is written and handed over (xdist.py)
-    xdist.configure_node(node.config, node)
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: Any, error: Any) -> None:
-    # pytest-xdist, controller: the recording worker's collection comes back in its workeroutput (xdist.py)
-    xdist.node_down(node.config, node)
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    # pytest-xdist, worker: hand what this worker collected to the controller (before xdist sends workeroutput)
-    run = session.config.stash.get(RECORDS, None)
-    workeroutput = getattr(session.config, "workeroutput", None)
-    if run is not None and isinstance(workeroutput, dict):
-        payload = run.worker_output()
-        if payload is not None:  # one str: execnet's serializer takes no int beyond 32 bits (mtime_ns)
-            workeroutput[xdist.RECORDS_OUTPUT_KEY] = json.dumps(payload, separators=(",", ":"))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -157,18 +141,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines + daemon_lines(config.stash.get(DAEMON, None), config.option.verbose)
 
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    run = config.stash.get(RECORDS, None)
-    if run is not None:
-        for line in run.summary_lines():
-            terminalreporter.write_line(line, yellow=True)
-
-
 def pytest_unconfigure(config: pytest.Config) -> None:
     decision = config.stash.get(DAEMON, None)
-    run = config.stash.get(RECORDS, None)
-    if run is not None:
-        run.close()
+    # (the records plugin closed its database in its own pytest_unconfigure, which runs before this one)
+    for name in (RecordsPlugin.NAME, xdist.XdistController.NAME):
+        plugin = config.pluginmanager.get_plugin(name)
+        if plugin is not None:
+            config.pluginmanager.unregister(plugin)
+    if RECORDS in config.stash:
         del config.stash[RECORDS]
     if STATE in config.stash:
         # released before pytest's end-of-session gc.collect() (its config cleanups run after this hook),
@@ -181,74 +161,23 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_collectstart(collector: pytest.Collector) -> None:
-    # Recorded collection counts the warnings of each test file's collection from here (flow.py). In a run
-    # served by the warm daemon: the import-time warnings of a still-warm test module (daemon/replay.py).
-    run = collector.config.stash.get(RECORDS, None)
-    if run is not None:
-        run.collect_start(collector)
+    # In a run served by the warm daemon: the import-time warnings of a still-warm test module
+    # (daemon/replay.py), after the records plugin (registered later: called first) counted the warnings
     decision = collector.config.stash.get(DAEMON, None)
     replayer = getattr(decision, "replayer", None)
     if replayer is not None and isinstance(collector, pytest.Module) and not isinstance(collector, SkippedModule):
         replayer.on_collect(str(collector.path))
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
-    report = yield
-    run = collector.config.stash.get(RECORDS, None)
-    if run is not None:
-        run.collect_end(collector, report)
-    return report
-
-
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_collection(session: pytest.Session) -> Generator[None, object, object]:
     # The collector's young-generation threshold is raised for the collection phase only (gcpolicy.py).
-    # -k/-m: decide which test files stay unimported before the first one is collected (selection.py)
     collection_gc = CollectionGC()
     collection_gc.start()
     try:
-        run = session.config.stash.get(RECORDS, None)
-        if run is not None and run.needs_decision():
-            run.prepare()
         return (yield)
     finally:
         collection_gc.finish()
-
-
-def pytest_pycollect_makemodule(module_path: Any, parent: pytest.Collector) -> pytest.Module | None:
-    run = parent.config.stash.get(RECORDS, None)
-    return None if run is None else run.make_module(module_path, parent)
-
-
-def pytest_itemcollected(item: pytest.Item) -> None:
-    run = item.config.stash.get(RECORDS, None)
-    if run is not None:
-        run.item_collected(item)
-
-
-def pytest_deselected(items: list[pytest.Item]) -> None:
-    if items:
-        run = items[0].config.stash.get(RECORDS, None)
-        if run is not None:
-            run.deselected(items)
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_collection_modifyitems(
-    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
-) -> Generator[None, None, None]:
-    # Outermost: the stand-ins of unimported files leave the items before any other implementation sees
-    # them and are reported deselected afterwards; then this run's collection is recorded.
-    run = config.stash.get(RECORDS, None)
-    if run is None:
-        return (yield)
-    run.take_placeholders(items)
-    result = yield
-    run.report_placeholders()
-    run.record(items)
-    run.release()
-    return result
 
 
 @pytest.hookimpl(trylast=True)

@@ -162,7 +162,7 @@ class SkippedModule(pytest.Module):
     fastcollect_record: FileRecord
 
     def collect(self) -> list[pytest.Item | pytest.Collector]:  # type: ignore[override]
-        if _foreign_itemcollected(self):
+        if foreign_itemcollected(self.ihook.pytest_itemcollected) is not None:  # (a conftest below rootdir)
             return list(super().collect())
         out: list[pytest.Item | pytest.Collector] = []
         for item in self.fastcollect_record.items:
@@ -171,9 +171,14 @@ class SkippedModule(pytest.Module):
         return out
 
 
-def _foreign_itemcollected(node: pytest.Collector) -> bool:
-    for impl in node.ihook.pytest_itemcollected.get_hookimpls():
+def foreign_itemcollected(hook: Any) -> str | None:
+    """The name of a plugin or conftest, other than pytest's own and ours, implementing
+    pytest_itemcollected in `hook` (config.hook or a node's ihook), or None. Such an implementation would
+    see the stand-in items of a file left unimported (it may read `item.obj`: pytest-django does), so the
+    file is imported instead: in prepare() for every file, in SkippedModule.collect for a conftest loaded
+    during collection."""
+    for impl in hook.get_hookimpls():
         module = getattr(impl.plugin, "__name__", type(impl.plugin).__module__)
         if not str(module).startswith(("_pytest.", "pytest_fastcollect")):
-            return True
-    return False
+            return str(impl.plugin_name or module)
+    return None

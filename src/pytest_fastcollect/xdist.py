@@ -72,7 +72,7 @@ def is_local_node(node: Any) -> bool:
 RECORDING_NODE = pytest.StashKey[str]()
 
 
-def configure_node(config: pytest.Config, node: Any) -> None:
+def configure_node(config: pytest.Config, run: Any, node: Any) -> None:
     """Controller side of `pytest_configure_node`: finish the scan (rows written), then hand the cache's path
     and generation, the -k/-m decision and (to the first local worker) the request to record, to a local
     worker (is_local_node); any other worker gets an empty hand-off. Never raises into xdist."""
@@ -90,11 +90,7 @@ def configure_node(config: pytest.Config, node: Any) -> None:
                 handoff["generation"] = _generation(location.path)
     except Exception:  # noqa: BLE001 - a worker without a hand-off scans without the cache
         pass
-    run = None
     try:
-        from .flow import RECORDS
-
-        run = config.stash.get(RECORDS, None)
         if run is not None:
             handoff["skip"] = run.handoff_for_workers()
     except Exception:  # noqa: BLE001 - workers then import every file (all of them alike)
@@ -112,17 +108,35 @@ def configure_node(config: pytest.Config, node: Any) -> None:
     node.workerinput[WORKERINPUT_KEY] = handoff
 
 
-def node_down(config: pytest.Config, node: Any) -> None:
+def node_down(run: Any, node: Any) -> None:
     """Controller side of `pytest_testnodedown`: write the records the recording worker sent. Never raises."""
     try:
-        from .flow import RECORDS
-
-        run = config.stash.get(RECORDS, None)
         output = getattr(node, "workeroutput", None)
         if run is not None and isinstance(output, dict) and RECORDS_OUTPUT_KEY in output:
             run.worker_records(output[RECORDS_OUTPUT_KEY])
     except Exception:  # noqa: BLE001
         pass
+
+
+class XdistController:
+    """The controller's part, as a plugin object (registered by plugin.pytest_configure when xdist is loaded
+    and this process is not a worker): `run` is the session's flow.RecordsRun."""
+
+    NAME = "fastcollect-xdist-controller"
+
+    def __init__(self, config: pytest.Config, run: Any) -> None:
+        self.config = config
+        self.run = run
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        # before a worker starts, the cache is written and handed over
+        configure_node(self.config, self.run, node)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        # the recording worker's collection comes back in its workeroutput
+        node_down(self.run, node)
 
 
 def worker_recording(config: pytest.Config) -> dict[str, str] | None:

@@ -28,7 +28,8 @@ from pytest_fastcollect.environment import config_candidates
 from pytest_fastcollect.daemon.paths import DaemonFiles, DaemonPathError
 from pytest_fastcollect.daemon.protocol import HEADER, MAGIC, ProtocolError
 from pytest_fastcollect.daemon.replay import ImportLog, Replayer
-from pytest_fastcollect.daemon.server import Spec, validate_run
+from pytest_fastcollect.daemon.server import validate_run
+from pytest_fastcollect.daemon.spec import Spec
 
 # --------------------------------------------------------------------------------------------------------
 # paths: the key
@@ -1614,13 +1615,13 @@ class _Dist:
     ],
 )
 def test_fresh_reason_from_options_and_plugins(options: dict[str, Any], dists: list[_Dist], fresh: bool) -> None:
-    from pytest_fastcollect.daemon.measuring import fresh_reason
+    from pytest_fastcollect.measuring import fresh_reason
 
     assert (fresh_reason(types.SimpleNamespace(**options), dists) is not None) == fresh
 
 
 def test_local_reason_sees_what_really_measures(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_fastcollect.daemon.measuring import local_reason
+    from pytest_fastcollect.measuring import local_reason
 
     assert local_reason({}) is None
     assert "COVERAGE_PROCESS_START" in (local_reason({"COVERAGE_PROCESS_START": "/x/.coveragerc"}) or "")

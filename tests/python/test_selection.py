@@ -589,7 +589,28 @@ def test_a_foreign_itemcollected_hook_sees_real_items(pytester: pytest.Pytester)
     pytester.makepyfile(test_a="def test_a(): pass\n", test_b="def test_b(): pass\n")
     root = pytester.path
     _pytest(root, "--collect-only", "-q")
+    proc = _pytest(root, "-k", "test_a")
+    assert "every test file imported (" in _header(proc) and "implements pytest_itemcollected" in _header(proc)
     cmp = referee(root, [*BASE, "-k", "test_a"], run=True, timeout=120)
+    assert cmp.ok, format_report(cmp)
+
+
+def test_a_coverage_run_leaves_no_test_file_unimported(pytester: pytest.Pytester) -> None:
+    """With --cov, a test file left unimported would leave out of the coverage report the module only it
+    imports (found by the plugin matrix: mypkg/extra.py at 0% instead of 75%): every file is imported."""
+    pytest.importorskip("pytest_cov")
+    pytester.makeini("[pytest]\n")
+    pkg = pytester.mkpydir("mypkg")
+    (pkg / "core.py").write_text("def classify(x):\n    return x > 0\n")
+    (pkg / "extra.py").write_text("A = 1\n\ndef extra():\n    return A\n")
+    pytester.makepyfile(test_core="from mypkg.core import classify\n\ndef test_classify():\n    assert classify(1)\n",
+                        test_extra="from mypkg.extra import extra\n\ndef test_extra():\n    assert extra()\n")
+    root = pytester.path
+    args = ["--cov=mypkg", "--cov-report=term-missing", "-k", "classify"]
+    _pytest(root, "--collect-only", "-q")
+    proc = _pytest(root, *args)
+    assert "every test file imported (" in _header(proc) and "what is imported is measured" in _header(proc)
+    cmp = referee(root, [*BASE, *args], run=True, timeout=120)
     assert cmp.ok, format_report(cmp)
 
 

@@ -1,5 +1,5 @@
 """A served run inherits what a plain `pytest` inherits from its caller (daemon/procstate.py), and runs that
-measure from their start are never forked from the warm project (daemon/measuring.py). Each test runs the
+measure from their start are never forked from the warm project (measuring.py). Each test runs the
 same command plain (`-p no:fastcollect`) and served, and compares what the caller sees."""
 
 from __future__ import annotations

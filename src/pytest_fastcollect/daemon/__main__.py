@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.no_detach and os.fork() != 0:
         os._exit(0)  # the second fork of the double fork, before anything heavy is imported
-    from .server import serve_main
+    from .level0 import serve_main
 
     return serve_main(args.spec)
 

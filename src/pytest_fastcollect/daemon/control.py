@@ -16,6 +16,7 @@ from . import spawn
 from .client import NotServed, Target, ask
 from .paths import DaemonFiles, DaemonPathError, socket_dir
 from .procfs import lock_holders, parent_of
+from .spec import Spec
 
 #: Seconds --daemon-start waits for the warm-up (sympy takes ~15 s on 2 cores).
 START_TIMEOUT = 600.0
@@ -158,7 +159,7 @@ def status(tgt: Target, out: TextIO) -> int:
     return 0
 
 
-def start(tgt: Target, spec: spawn.Spec, out: TextIO, timeout: float = START_TIMEOUT) -> int:
+def start(tgt: Target, spec: Spec, out: TextIO, timeout: float = START_TIMEOUT) -> int:
     if spawn.daemon_running(tgt.files):
         print("pytest-fastcollect: a daemon is already running for this project", file=out)
         return status(tgt, out)

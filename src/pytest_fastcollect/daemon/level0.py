@@ -29,8 +29,10 @@ reload restarts the whole daemon (re-execution of level 0, same pid).
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import importlib
+import json
 import logging
 import os
 import select
@@ -43,11 +45,12 @@ import warnings
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from . import protocol
+from . import protocol, runtime
 from ..fingerprints import RACY_MARGIN_NS
 from .freshness import Plan, Snapshot
 from .procfs import process_state
-from .server import MAX_REWARMS, Counters, Spec, Template, run_level1
+from .server import MAX_REWARMS, Counters, Template, _setup_logging, run_level1
+from .spec import Spec
 
 log = logging.getLogger("pytest_fastcollect.daemon")
 
@@ -120,7 +123,8 @@ class Base(Template):
                     log.warning("level 0: importing %s raised %s", name, exc)
             # the daemon's own modules that runs use, loaded now: in level 0's snapshot, so that an edit of
             # one is a change for level 1 too, which inherits them (freshness.Snapshot `inherited`)
-            from . import child, measuring, procstate, replay, warmup, worker  # noqa: F401
+            from . import child, procstate, replay, warmup, worker  # noqa: F401
+            from .. import measuring  # noqa: F401
         self.warm_seconds = time.perf_counter() - t0
         self.level0_modules = len(sys.modules)
         self.warnings_filters = list(warnings.filters)
@@ -468,3 +472,44 @@ class Base(Template):
         else:
             out.update(state="no level 1", state_reason=self.build_problem or "", started_because="-")
         return out
+
+
+def serve_main(spec_json: str) -> int:
+    """Entry point of the daemon process (see __main__.py, which has detached it already): level 0
+    (Base), which builds level 1."""
+    spec = Spec.from_json(spec_json)
+    os.umask(0o077)  # the log, pid and cache files are the user's alone (runs get the client's umask)
+    runtime.set_role("template")
+    base = Base(spec)
+    _setup_logging(base.files)
+    try:
+        fcntl.flock(spec.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours already (inherited): re-asserted
+    except OSError as exc:
+        log.error("lock %s not held (%s): another daemon has it; exiting", base.files.lock, exc)
+        return 1
+    base.files.pid.write_text(f"{os.getpid()}\n", encoding="ascii")
+    base.files.meta.write_text(json.dumps({"rootdir": spec.rootdir, "executable": sys.executable,
+                                           "warm_args": spec.warm_args, "pid": os.getpid()}), encoding="utf-8")
+    log.info("daemon pid %d for %s (key %s): %s", os.getpid(), spec.rootdir, spec.key, spec.reason)
+    try:
+        base.warm()
+        if base.reexec_reason is None:
+            base.bind(handover=False)
+            base.build(spec.reason, files_digest=spec.files_digest)
+            base.serve()
+    except Exception:  # noqa: BLE001
+        log.exception("daemon failed")
+        base.close_listener()
+        base.stop_children()
+        return 1
+    base.stop_children()
+    if base.reexec_reason is not None and not base.stopping:
+        base.reexec()
+    try:
+        if base.files.pid.read_text(encoding="ascii").strip() == str(os.getpid()):
+            base.files.pid.unlink()
+            base.files.meta.unlink()
+    except OSError:
+        pass
+    log.info("daemon pid %d exits", os.getpid())
+    return 0

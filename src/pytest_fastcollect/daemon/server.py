@@ -18,9 +18,7 @@ Template too, with an empty warm state: the same loop, runs, status and socket h
 from __future__ import annotations
 
 import errno
-import fcntl
 import gc
-import json
 import logging
 import os
 import select
@@ -42,11 +40,16 @@ from ..fingerprints import RACY_MARGIN_NS
 from .freshness import Plan, Snapshot, held_modules
 from .paths import DaemonFiles
 from .procfs import parent_of
+from .spec import Spec, serve_argv
 from .rngstate import SeedTracker
 from .warmup import WarmResult, warm_imports, warm_session
 
 log = logging.getLogger("pytest_fastcollect.daemon")
 
+#: Why an xdist worker is forked from level 0, not from the warm project: xdist sets PYTEST_XDIST_WORKER and
+#: friends in a worker's environment, and a module may read them at import (a `skipif` on them): the
+#: template imported the project without them (found by scripts/plugin_matrix.py, pytest-timeout row).
+WORKER_FRESH = "xdist worker: the project is imported with the worker's environment"
 #: Seconds a client has to send its request after connecting.
 REQUEST_DEADLINE = 5.0
 #: Connections whose request is still arriving, at most (each holds an fd and, once a run request arrived,
@@ -60,41 +63,6 @@ KILL_GRACE = 5.0
 #: Seconds without a run, after a served run found changed project files, before level 0 is asked for a
 #: successor template that warms up with the new code (the re-warm; see Template._maybe_rewarm).
 REWARM_DEBOUNCE = 1.0
-
-
-@dataclass
-class Spec:
-    """How to start a template: the key and its files' folder, the rootdir, the folder and arguments of the
-    warm-up collection, the idle timeout (seconds, 0 = never), and the fd of the held lock file."""
-
-    key: str
-    folder: str
-    rootdir: str
-    cwd: str
-    warm_args: list[str]
-    idle_timeout: float
-    lock_fd: int
-    reason: str = "started"
-    #: consecutive re-executions because files changed during the warm-up (capped: see Template.warm)
-    rewarms: int = 0
-    #: client.files_digest of the test files the starter's run would collect: the warm-up must see the same
-    files_digest: str = ""
-    #: pid of the process holding the socket that a level 1 takes over from (level 0, or the level 1 it
-    #: succeeds in a re-warm): it warms while that one serves, then takes the socket over (an atomic rename)
-    #: and tells it (SIGUSR1); 0 for level 0
-    successor_of: int = 0
-    #: re-warms so far in this daemon's line of templates
-    generation: int = 0
-    #: ini fastcollect_daemon_max_memory: MiB of RSS above which an idle template restarts (0 = no limit)
-    max_memory_mib: int = 0
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> Spec:
-        data = json.loads(text)
-        return cls(**data)
 
 
 @dataclass
@@ -774,7 +742,7 @@ class Template:
     def _plan(self, conn: socket.socket, request: dict[str, Any], fds: list[int], worker: bool) -> Plan | None:
         """The evictions for a run this template can serve, or None once it has handed the run on or
         refused it (a test file added or removed, a stale conftest or config file: level 0 serves it)."""
-        fresh = request.get("fresh")
+        fresh = request.get("fresh") or (WORKER_FRESH if worker else None)
         if fresh:
             # a tool in the run measures from its start (coverage): the project must be imported after it
             # started, so level 0 serves it; level 1 stays as it is
@@ -863,6 +831,8 @@ class Template:
                    "request": request, "counters": asdict(self.counters), "fresh": fresh}
         if self.tell(message, [conn.fileno(), *fds]):
             log.info("run handed to level 0: %s", reason)
+            if fresh:  # served by this daemon all the same (status counts the daemon's requests)
+                self.counters.served += 1
             for fd in fds:
                 os.close(fd)
             conn.close()
@@ -963,19 +933,12 @@ class Template:
         digest = self.next_digest if self.next_digest is not None else self.spec.files_digest
         spec = replace(self.spec, reason=reason, rewarms=rewarms, files_digest=digest, successor_of=0)
         os.set_inheritable(spec.lock_fd, True)
-        argv = _serve_argv(spec)
+        argv = serve_argv(spec)
         os.execv(argv[0], argv)
 
 
 def _on_sigchld(signum: int, frame: Any) -> None:
     """SIGCHLD's handler: nothing; the wake-up fd (Template._install_wakeup) is what wakes the loop."""
-
-
-def _serve_argv(spec: Spec) -> list[str]:
-    """The command of a daemon process for `spec` in a fresh interpreter (re-execution)."""
-    from .spawn import interpreter
-
-    return [*interpreter(), "-m", "pytest_fastcollect.daemon", "serve", "--no-detach", spec.to_json()]
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -1058,47 +1021,4 @@ def run_level1(spec: Spec, channel: socket.socket, level0: Snapshot | None = Non
         template.close_listener()
         return 1
     log.info("level 1 pid %d exits", os.getpid())
-    return 0
-
-
-def serve_main(spec_json: str) -> int:
-    """Entry point of the daemon process (see __main__.py, which has detached it already): level 0
-    (level0.Base), which builds level 1."""
-    from .level0 import Base
-
-    spec = Spec.from_json(spec_json)
-    os.umask(0o077)  # the log, pid and cache files are the user's alone (runs get the client's umask)
-    runtime.set_role("template")
-    base = Base(spec)
-    _setup_logging(base.files)
-    try:
-        fcntl.flock(spec.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours already (inherited): re-asserted
-    except OSError as exc:
-        log.error("lock %s not held (%s): another daemon has it; exiting", base.files.lock, exc)
-        return 1
-    base.files.pid.write_text(f"{os.getpid()}\n", encoding="ascii")
-    base.files.meta.write_text(json.dumps({"rootdir": spec.rootdir, "executable": sys.executable,
-                                           "warm_args": spec.warm_args, "pid": os.getpid()}), encoding="utf-8")
-    log.info("daemon pid %d for %s (key %s): %s", os.getpid(), spec.rootdir, spec.key, spec.reason)
-    try:
-        base.warm()
-        if base.reexec_reason is None:
-            base.bind(handover=False)
-            base.build(spec.reason, files_digest=spec.files_digest)
-            base.serve()
-    except Exception:  # noqa: BLE001
-        log.exception("daemon failed")
-        base.close_listener()
-        base.stop_children()
-        return 1
-    base.stop_children()
-    if base.reexec_reason is not None and not base.stopping:
-        base.reexec()
-    try:
-        if base.files.pid.read_text(encoding="ascii").strip() == str(os.getpid()):
-            base.files.pid.unlink()
-            base.files.meta.unlink()
-    except OSError:
-        pass
-    log.info("daemon pid %d exits", os.getpid())
     return 0

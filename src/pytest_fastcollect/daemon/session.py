@@ -108,7 +108,7 @@ def before_run(config: pytest.Config, parser: pytest.Parser, enabled: bool) -> D
         return Decision(note=f"daemon unavailable: {exc}")
     if command is not None:
         raise SystemExit(_run_command(command, config, parser, tgt))
-    from .measuring import fresh_reason, local_reason, plugin_dists
+    from ..measuring import fresh_reason, local_reason, plugin_dists
 
     local = local_reason()
     if local is not None:  # measured from interpreter start-up: no served run, and no daemon started for it

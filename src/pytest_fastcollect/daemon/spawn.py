@@ -17,18 +17,11 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
-import sys
 from dataclasses import replace
 from typing import Any, Sequence
 
 from .paths import DaemonFiles
-from .server import Spec
-
-
-def interpreter() -> list[str]:
-    """This interpreter with this process's interpreter options (-X, -W, -O, -B, -E, -s, -I, ...: they are
-    part of the key, and the daemon's runs must see the same sys.flags and warnoptions as the caller)."""
-    return [sys.executable, *subprocess._args_from_interpreter_flags()]  # type: ignore[attr-defined]
+from .spec import Spec, serve_argv
 
 
 def try_lock(files: DaemonFiles) -> int | None:
@@ -80,7 +73,7 @@ def spawn(spec: Spec, files: DaemonFiles) -> bool:
         env = dict(os.environ)
         env.pop("PYTEST_VERSION", None)  # set by the starter's pytest.main(), not by the user
         proc = subprocess.Popen(
-            [*interpreter(), "-m", "pytest_fastcollect.daemon", "serve", spec.to_json()],
+            serve_argv(spec, detach=True),
             cwd=spec.cwd,
             env=env,
             stdin=subprocess.DEVNULL,

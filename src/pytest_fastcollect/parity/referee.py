@@ -164,12 +164,20 @@ def compare(
             d.append("outcomes: same reports in a different order")
     if plain.summary != plugin.summary:
         d.append(f"summary line: {plain.summary!r} (plain) vs {plugin.summary!r} (plugin)")
-    from .repeat import coverage_report
-
     cov_a, cov_b = coverage_report(plain.stdout), coverage_report(plugin.stdout)
     if cov_a != cov_b:
         d.extend(f"coverage report: {x}" for x in _diff_lists("line", cov_a, cov_b))
     return cmp
+
+
+def coverage_report(stdout: str) -> list[str]:
+    """The coverage table pytest-cov or coverage prints (the header row to the TOTAL row), else []."""
+    lines = stdout.splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("Name") and "Stmts" in ln), None)
+    if start is None:
+        return []
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("TOTAL")), len(lines) - 1)
+    return [ln.rstrip() for ln in lines[start : end + 1] if not set(ln.strip()) <= {"-"}]
 
 
 def without_selection(args: list[str]) -> list[str]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .referee import Side, compare, run_side
+from .referee import Side, compare, coverage_report, run_side
 
 #: A distribution difference below this two-sided p-value is reported as a difference.
 ALPHA = 0.01
@@ -56,16 +56,6 @@ def outcomes_by_test(side: Side) -> dict[str, str]:
     for nodeid, when, outcome, wasxfail in side.outcomes():
         out.setdefault(nodeid, []).append(f"{when}:{outcome}{'(xfail)' if wasxfail else ''}")
     return {k: " ".join(v) for k, v in out.items()}
-
-
-def coverage_report(stdout: str) -> list[str]:
-    """The coverage table pytest-cov or coverage prints (the header row to the TOTAL row), else []."""
-    lines = stdout.splitlines()
-    start = next((i for i, ln in enumerate(lines) if ln.startswith("Name") and "Stmts" in ln), None)
-    if start is None:
-        return []
-    end = next((i for i in range(start, len(lines)) if lines[i].startswith("TOTAL")), len(lines) - 1)
-    return [ln.rstrip() for ln in lines[start : end + 1] if not set(ln.strip()) <= {"-"}]
 
 
 @dataclass

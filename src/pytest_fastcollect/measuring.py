@@ -1,5 +1,7 @@
 """Runs that must see the project's code from its first import: what a tool that measures from its start
-(coverage, a tracer, a profiler, an import-time report) would miss in a run forked from the warm project.
+(coverage, a tracer, a profiler, an import-time report) would miss in a run forked from the warm project,
+or in a run that leaves test files unimported under -k/-m (a module only they import would be missing from
+the coverage report: import_measuring()).
 
 A level-1 template has executed the project's module-level code before any run exists, so a measuring tool
 started by the run would miss it (pytest-cov reported 20% where a plain run reports 80%: module-level lines
@@ -61,6 +63,16 @@ def _normalize(name: str) -> str:
 def local_reason(environ: dict[str, str] | None = None) -> str | None:
     """Why this process must run locally (see the module docstring), or None."""
     env = os.environ if environ is None else environ
+    reason = startup_reason(env)
+    if reason is None and env.get("PYTHONHASHSEED") == "random":
+        reason = "PYTHONHASHSEED=random (a fork server shares one hash seed between runs)"
+    return reason
+
+
+def startup_reason(environ: dict[str, str] | None = None) -> str | None:
+    """What measures this process from interpreter start-up (a tracer, a profiler, tracemalloc, an
+    import-time report, COVERAGE_PROCESS_START), or None."""
+    env = os.environ if environ is None else environ
     if sys.gettrace() is not None:
         return "a trace function is set (coverage, a debugger or tracer)"
     if sys.getprofile() is not None:
@@ -83,8 +95,6 @@ def local_reason(environ: dict[str, str] | None = None) -> str | None:
     for name in STARTUP_MEASURING_ENV:
         if env.get(name):
             return f"{name} is set"
-    if env.get("PYTHONHASHSEED") == "random":
-        return "PYTHONHASHSEED=random (a fork server shares one hash seed between runs)"
     return None
 
 
@@ -138,3 +148,9 @@ def plugin_dists(config: Any) -> list[Any]:
         except Exception:  # noqa: BLE001
             continue
     return list(out.values())
+
+
+def import_measuring(config: Any) -> str | None:
+    """Why what this run imports is measured (a coverage report lists the files imported, and their
+    module-level lines), or None: then -k/-m must not leave a test file unimported (flow.py)."""
+    return startup_reason() or fresh_reason(config.known_args_namespace, plugin_dists(config))
