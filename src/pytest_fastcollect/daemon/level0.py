@@ -271,10 +271,7 @@ class Base(Template):
 
     def _own_socket(self) -> bool:
         """True if the socket path is level 0's own listener."""
-        try:
-            return self.listener is not None and os.stat(self.files.socket).st_ino == self.socket_inode
-        except OSError:
-            return False
+        return self.listener is not None and self.listener.owns_path()
 
     def _other_children(self) -> bool:
         return bool(self.builds)

@@ -24,7 +24,6 @@ import os
 import select
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
@@ -39,6 +38,7 @@ from ..environment import config_candidates
 from ..fingerprints import RACY_MARGIN_NS
 from .freshness import Plan, Snapshot, held_modules
 from .paths import DaemonFiles
+from .listener import Listener
 from .procfs import parent_of
 from .spec import Spec, serve_argv
 from .rngstate import SeedTracker
@@ -150,8 +150,7 @@ class Template:
         self.sys_path_added: list[str] = []
         self.counters = Counters()
         self.runs: dict[int, Run] = {}  # by pid
-        self.listener: socket.socket | None = None
-        self.socket_inode = -1
+        self.listener: Listener | None = None
         self.stopping = False
         self.reexec_reason: str | None = None
         self.next_digest: str | None = None
@@ -264,29 +263,9 @@ class Template:
 
     # ---- socket -----------------------------------------------------------------------------------------
     def bind(self, handover: bool) -> None:
-        """Listen on the key's socket. Taking it over from the process that holds it (`handover`), bind a name
-        of the same length beside it and rename it over the holder's: clients always find a socket that
-        answers."""
-        path = str(self.files.socket)
-        bound = path[: -len(".sock")] + ".next" if handover and path.endswith(".sock") else path
-        try:
-            os.unlink(bound)  # we hold the lock: a socket file left at that name is stale
-        except FileNotFoundError:
-            pass
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)
-        try:
-            listener.bind(bound)
-        finally:
-            os.umask(old)
-        os.chmod(bound, 0o600)
-        listener.listen(64)
-        if bound != path:
-            self._carry_counters()
-            os.rename(bound, path)
-        self.socket_inode = os.stat(path).st_ino
-        self.listener = listener
-        log.info("listening on %s", path)
+        """Listen on the key's socket (listener.Listener.bind: taking it over atomically with `handover`)."""
+        self.listener = Listener.bind(self.files, handover, before_rename=self._carry_counters)
+        log.info("listening on %s", self.files.socket)
 
     def _carry_counters(self) -> None:
         """A successor continues its predecessor's request counters (status counts since the daemon started,
@@ -310,15 +289,9 @@ class Template:
         self.pending.clear()
 
     def close_listener(self) -> None:
-        if self.listener is None:
-            return
-        try:
-            if os.stat(self.files.socket).st_ino == self.socket_inode:  # not a successor's socket
-                os.unlink(self.files.socket)
-        except OSError:
-            pass
-        self.listener.close()
-        self.listener = None
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
 
     # ---- status -----------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -552,9 +525,7 @@ class Template:
             return
         if self.listener is None or self.handing_over:
             return
-        try:
-            os.stat(self.files.socket)
-        except FileNotFoundError:
+        if self.listener.path_gone():
             log.warning("the socket %s was deleted: listening on it again", self.files.socket)
             old, self.listener = self.listener, None
             old.close()
@@ -609,16 +580,11 @@ class Template:
         connection that sends nothing or half a frame delays no other client (MAX_PENDING at once; the oldest
         is dropped beyond that)."""
         assert self.listener is not None
-        try:
-            conn, _ = self.listener.accept()
-        except OSError:
+        accepted = self.listener.accept()
+        if accepted is None:
             return
+        conn, pid, uid = accepted
         self.last_activity = time.monotonic()
-        try:
-            pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-        except OSError:
-            conn.close()
-            return
         if uid != os.getuid():
             self._reject(conn, f"refused a connection from uid {uid} (pid {pid})", reply=False)
             return
