@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -1686,3 +1687,45 @@ def test_install_fds_puts_fds_at_the_callers_numbers_and_refuses_a_taken_one(tmp
     data = os.read(r, 10)
     os.close(r)
     assert os.waitstatus_to_exitcode(status) == 0 and data == b"ok"
+
+
+# --------------------------------------------------------------------------------------------------------
+# runs: the fork server's run table
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_run_table_tells_the_client_the_reaped_status() -> None:
+    from pytest_fastcollect.daemon.runs import RunTable, exit_message
+
+    assert exit_message(0) == {"type": "exit", "code": 0}
+    assert exit_message(3 << 8) == {"type": "exit", "code": 3}
+    assert exit_message(signal.SIGTERM) == {"type": "exit", "code": 128 + signal.SIGTERM, "signal": signal.SIGTERM}
+    table = RunTable()
+    ours, theirs = socket.socketpair()
+    table.add(4242, ours)
+    assert 4242 in table and table.owns(ours) and len(table) == 1
+    assert table.ended(9999, 0) is None  # not a run: another child of the server
+    run = table.ended(4242, 7 << 8)
+    assert run is not None and run.pid == 4242 and not table
+    message, _ = protocol.recv(theirs, deadline=time.monotonic() + 5)
+    assert message == {"type": "exit", "code": 7}
+    theirs.close()
+
+
+def test_run_table_terminates_a_run_whose_client_went_away() -> None:
+    from pytest_fastcollect.daemon import runs
+
+    child = subprocess.Popen(["sleep", "60"], start_new_session=True)  # leads its own group, as a run does
+    try:
+        table = runs.RunTable()
+        ours, theirs = socket.socketpair()
+        table.add(child.pid, ours)
+        theirs.close()  # the client is gone
+        table.client_event(ours)
+        assert child.wait(timeout=10) == -signal.SIGTERM
+        (run,) = list(table)
+        assert run.conn is None and run.client_gone_at is not None
+        table.escalate(now=run.client_gone_at + runs.KILL_GRACE + 1)  # (already dead: no error)
+    finally:
+        child.kill()
+        child.wait()

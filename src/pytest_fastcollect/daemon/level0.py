@@ -158,7 +158,7 @@ class Base(Template):
         spec = replace(self.spec, reason=reason, rewarms=rewarms, files_digest=digest,
                        successor_of=successor_of or os.getpid(), generation=self.spec.generation + 1)
         ours, theirs = socket.socketpair()
-        inherited = [s for s in (self.listener, *[r.conn for r in self.runs.values()], *self._channels(), ours,
+        inherited = [s for s in (self.listener, *self.runs.connections(), *self._channels(), ours,
                                  *self.pending) if s is not None]
         inherited_fds = self.pending_fds()
         pid = os.fork()

@@ -40,6 +40,7 @@ from .freshness import Plan, Snapshot, held_modules
 from .paths import DaemonFiles
 from .listener import Listener
 from .procfs import parent_of
+from .runs import RunTable
 from .spec import Spec, serve_argv
 from .rngstate import SeedTracker
 from .warmup import WarmResult, warm_imports, warm_session
@@ -58,20 +59,9 @@ MAX_PENDING = 64
 #: Warm-ups in a row (level 0 re-executions, level-1 builds) for files that changed during the warm-up before serving anyway
 #: (dirty modules are then re-imported by every run; a dirty conftest or config file refuses runs).
 MAX_REWARMS = 3
-#: Seconds between SIGTERM and SIGKILL for the run of a client that went away.
-KILL_GRACE = 5.0
 #: Seconds without a run, after a served run found changed project files, before level 0 is asked for a
 #: successor template that warms up with the new code (the re-warm; see Template._maybe_rewarm).
 REWARM_DEBOUNCE = 1.0
-
-
-@dataclass
-class Run:
-    pid: int
-    conn: socket.socket | None
-    started: float
-    client_gone_at: float | None = None
-    pss_kib: int | None = None  # the largest sampled while it ran
 
 
 @dataclass
@@ -149,7 +139,7 @@ class Template:
         self.warnings_filters: list[Any] = []
         self.sys_path_added: list[str] = []
         self.counters = Counters()
-        self.runs: dict[int, Run] = {}  # by pid
+        self.runs = RunTable()
         self.listener: Listener | None = None
         self.stopping = False
         self.reexec_reason: str | None = None
@@ -401,7 +391,7 @@ class Template:
                 if self._handed_over():
                     break
             watched: list[Any] = [self.listener] if self.listener is not None else []
-            watched += [r.conn for r in self.runs.values() if r.conn is not None]
+            watched += self.runs.connections()
             watched += self._channels()
             watched += list(self.pending)
             if self.wakeup is not None:
@@ -421,12 +411,12 @@ class Template:
                     self._accept()
                 elif sock in self.pending:
                     self._pending_event(sock)
-                elif any(r.conn is sock for r in self.runs.values()):
-                    self._client_event(sock)
+                elif self.runs.owns(sock):
+                    self.runs.client_event(sock)
                 else:
                     self._channel_event(sock)
             self._reap()
-            self._escalate()
+            self.runs.escalate()
             self._expire_pending()
             self._maybe_rewarm()
             self._watch_memory()
@@ -541,7 +531,7 @@ class Template:
         self._check_files()
         if self.stopping:
             return
-        for run in self.runs.values():
+        for run in self.runs:
             pss = _pss_kib(run.pid)
             if pss is not None and (run.pss_kib is None or pss > run.pss_kib):
                 run.pss_kib = pss
@@ -737,7 +727,7 @@ class Template:
 
         assert self.snapshot is not None
 
-        others = [r.conn for r in self.runs.values() if r.conn is not None]
+        others = self.runs.connections()
         ctx = ChildContext(
             close_sockets=[s for s in (self.listener, *others, *self._channels(), *self.pending) if s is not None],
             close_fds=[self.spec.lock_fd, *(self.wakeup or ()), *self.pending_fds()],
@@ -766,7 +756,7 @@ class Template:
         for fd in fds:
             os.close(fd)  # a pipe reader must see EOF when the child is done, not when the template is
         self.counters.served += 1
-        self.runs[pid] = Run(pid, conn, time.monotonic())
+        self.runs.add(pid, conn)
         if plan.changed and self.level == 1:
             names = ", ".join(os.path.relpath(p, self.spec.rootdir) for p in plan.changed[:3])
             more = f" and {len(plan.changed) - 3} more" if len(plan.changed) > 3 else ""
@@ -806,36 +796,9 @@ class Template:
         self._refuse(conn, fds, reason)
         return False
 
-    def _client_event(self, conn: socket.socket) -> None:
-        run = next((r for r in self.runs.values() if r.conn is conn), None)
-        try:
-            conn.setblocking(False)
-            data = conn.recv(4096)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if data:
-            # The client got its exit code and said "done": stop watching (its run is over, whatever the run
-            # left behind, e.g. a process a test started on purpose, is not ours to kill).
-            if run is not None:
-                run.conn = None
-            conn.close()
-            return
-        if run is not None:
-            log.info("client of pid %d went away: terminating its run", run.pid)
-            run.client_gone_at = time.monotonic()
-            _signal_group(run.pid, signal.SIGTERM)
-            run.conn = None
-        conn.close()
-
-    def _escalate(self) -> None:
-        now = time.monotonic()
-        for run in self.runs.values():
-            if run.client_gone_at is not None and now - run.client_gone_at > KILL_GRACE:
-                _signal_group(run.pid, signal.SIGKILL)
-
     def _reap(self) -> None:
+        """Reap every child that ended: a run (runs.RunTable.ended tells its client), else another child of
+        this server (_child_ended: level 0's level-1 templates)."""
         while self.runs or self._other_children():
             try:
                 pid, status, usage = os.wait4(-1, os.WNOHANG)
@@ -843,36 +806,19 @@ class Template:
                 return
             if pid == 0:
                 return
-            run = self.runs.pop(pid, None)
+            run = self.runs.ended(pid, status)
             if run is None:
                 self._child_ended(pid, status)
                 continue
             self.last_child_memory = (int(usage.ru_maxrss), run.pss_kib)
+            if os.WIFSIGNALED(status):
+                self.counters.killed += 1
             from .child import exit_file
 
             try:
                 os.unlink(exit_file(str(self.files.folder), pid))
             except OSError:
                 pass
-            log.info("run pid %d ended (status %d) after %.3fs", pid, status, time.monotonic() - run.started)
-            if os.WIFSIGNALED(status):
-                sig = os.WTERMSIG(status)
-                self.counters.killed += 1
-                log.info("run pid %d killed by signal %d", pid, sig)
-                message: dict[str, Any] = {"type": "exit", "code": 128 + sig, "signal": sig}
-            else:
-                # normally the child said "exit" itself; one that left with os._exit() (a test, execnet's
-                # worker) did not: its client still gets the status the process ended with
-                message = {"type": "exit", "code": os.waitstatus_to_exitcode(status)}
-            if run.conn is not None:
-                try:
-                    run.conn.setblocking(True)
-                    run.conn.settimeout(1.0)
-                    protocol.send(run.conn, message)
-                except OSError:
-                    pass
-            if run.conn is not None:
-                run.conn.close()
 
     def _other_children(self) -> bool:
         """Children besides runs (level 0: its level-1 templates) to reap."""
@@ -891,9 +837,7 @@ class Template:
         self.stop_children()
         self.drop_pending()
         self.close_listener()
-        for run in self.runs.values():
-            if run.conn is not None:
-                run.conn.close()
+        self.runs.close_connections()
         logging.shutdown()
         rewarms = self.spec.rewarms + 1 if reason.endswith("during the warm-up of level 0") else 0
         digest = self.next_digest if self.next_digest is not None else self.spec.files_digest
@@ -905,16 +849,6 @@ class Template:
 
 def _on_sigchld(signum: int, frame: Any) -> None:
     """SIGCHLD's handler: nothing; the wake-up fd (Template._install_wakeup) is what wakes the loop."""
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def _is_str_list(value: Any) -> bool:
