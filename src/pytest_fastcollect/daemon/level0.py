@@ -45,7 +45,7 @@ import warnings
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from . import protocol, runtime
+from . import channel, protocol, runtime
 from ..fingerprints import RACY_MARGIN_NS
 from .freshness import Plan, Snapshot
 from .procfs import process_state
@@ -277,75 +277,90 @@ class Base(Template):
         return bool(self.builds)
 
     def _channel_event(self, sock: socket.socket) -> None:
+        """A message from a level 1 (channel.py), dispatched to on_<type>(message, build, fds); fds not
+        taken by the handler are closed."""
         build = next((b for b in self.builds.values() if b.channel is sock), None)
         if build is None:
             return
         try:
             sock.setblocking(True)
-            message, fds = protocol.recv(sock, deadline=time.monotonic() + 5.0, max_fds=1 + protocol.MAX_FDS)
+            frame, fds = protocol.recv(sock, deadline=time.monotonic() + 5.0, max_fds=1 + protocol.MAX_FDS)
         except (EOFError, OSError, protocol.ProtocolError) as exc:
             if not isinstance(exc, EOFError):
                 log.warning("level 1 pid %d: bad message: %s", build.pid, exc)
             sock.close()
             build.channel = None
             return
-        kind = message.get("type")
-        if kind == "status":
-            self._reply(build, self._status_for_level1())
-        elif kind == "holding" and (build.state == "stopped" or self._own_socket()):
+        try:
+            message = channel.parse(frame)
+        except protocol.ProtocolError as exc:
+            log.warning("level 1 pid %d: %s", build.pid, exc)
+            message = None
+        if not isinstance(message, channel.Forward) or not fds:
+            for fd in fds:
+                os.close(fd)
+            fds = []
+        if message is not None and (fds or not isinstance(message, channel.Forward)):
+            channel.dispatch(self, message, build, fds)
+
+    def on_status(self, message: channel.Status, build: Build, fds: list[int]) -> None:
+        self._reply(build, self._status_for_level1())
+
+    def on_holding(self, message: channel.Holding, build: Build, fds: list[int]) -> None:
+        if build.state == "stopped" or self._own_socket():
             # a build stopped meanwhile, or level 0 took the socket back after its rename: it holds nothing
             log.info("level 1 pid %d took the socket over too late: stopping it", build.pid)
             self._terminate(build)
-        elif kind == "holding":
-            build.holding, build.state = True, "ready"
-            self.failed_builds, self.build_problem = 0, None
-            for other in self.builds.values():
-                if other is not build:
-                    other.holding = False
-            if self.listener is not None:
-                self.handing_over = True  # (its SIGUSR1 says the same; a successor of a level 1 sends none)
-        elif kind == "forward" and fds:
-            conn = socket.socket(fileno=fds[0])
-            reason = str(message.get("reason"))
-            if message.get("fresh"):  # level 1 is fine; this run needs the project imported fresh
-                self.note = reason
-            else:
-                if build.holding:  # the first run it cannot serve: level 0 holds the socket again and rebuilds
-                    self._absorb(message.get("counters"))
-                    self._take_back()
-                    self.pending_build = (f"rebuild: {reason}", message.get("files_digest"))
-                self.note = f"level 1 is being rebuilt: {reason}"
-            request = message.get("request")
-            self._run(conn, request if isinstance(request, dict) else {}, fds[1:], worker=bool(message.get("worker")))
-        elif kind == "rebuild":
-            self._absorb(message.get("counters"))
-            build.state = "rebuild"
-            if build.holding:
-                self._take_back()
-            rewarms = message.get("rewarms")
-            if isinstance(rewarms, int):  # its own warm-up saw files change: the same build again
-                reason = f"{build.reason.split('; warmed again')[0]}; warmed again: {message.get('reason')}"
-            else:
-                reason = f"rebuild: {message.get('reason')}"
-            holder = self._holder()  # (a re-warm's build: the level 1 still serving, which the next one succeeds)
-            self.build(reason, files_digest=message.get("files_digest"), rewarms=rewarms if isinstance(rewarms, int) else 0,
-                       successor_of=holder.pid if holder is not None else 0)
-        elif kind == "rewarm":
-            if self._warming() is None:
-                self.build(str(message.get("reason")), files_digest=message.get("files_digest"), successor_of=build.pid)
-        elif kind == "not-ready":
-            build.state = "not-ready"
-            self.build_problem = f"level 1 {message.get('state')}: {message.get('reason')}"
-            log.warning("%s: level 0 serves runs", self.build_problem)
-        elif kind == "restart":
-            self.reexec_reason = str(message.get("reason"))
-        elif kind == "stop":
-            log.info("level 1 pid %d: %s", build.pid, message.get("reason"))
-            self.stopping = True
+            return
+        build.holding, build.state = True, "ready"
+        self.failed_builds, self.build_problem = 0, None
+        for other in self.builds.values():
+            if other is not build:
+                other.holding = False
+        if self.listener is not None:
+            self.handing_over = True  # (its SIGUSR1 says the same; a successor of a level 1 sends none)
+
+    def on_forward(self, message: channel.Forward, build: Build, fds: list[int]) -> None:
+        """Serve the run level 1 passed on: fds[0] is the client's connection, the rest its fds."""
+        conn = socket.socket(fileno=fds[0])
+        if message.fresh:  # level 1 is fine; this run needs the project imported fresh
+            self.note = message.reason
         else:
-            log.warning("level 1 pid %d: unknown message %r", build.pid, kind)
-        for fd in fds if kind != "forward" else ():
-            os.close(fd)
+            if build.holding:  # the first run it cannot serve: level 0 holds the socket again and rebuilds
+                self._absorb(message.counters)
+                self._take_back()
+                self.pending_build = (f"rebuild: {message.reason}", message.files_digest)
+            self.note = f"level 1 is being rebuilt: {message.reason}"
+        self._run(conn, message.request, fds[1:], worker=message.worker)
+
+    def on_rebuild(self, message: channel.Rebuild, build: Build, fds: list[int]) -> None:
+        self._absorb(message.counters)
+        build.state = "rebuild"
+        if build.holding:
+            self._take_back()
+        if message.rewarms is not None:  # its own warm-up saw files change: the same build again
+            reason = f"{build.reason.split('; warmed again')[0]}; warmed again: {message.reason}"
+        else:
+            reason = f"rebuild: {message.reason}"
+        holder = self._holder()  # (a re-warm's build: the level 1 still serving, which the next one succeeds)
+        self.build(reason, files_digest=message.files_digest, rewarms=message.rewarms or 0,
+                   successor_of=holder.pid if holder is not None else 0)
+
+    def on_rewarm(self, message: channel.Rewarm, build: Build, fds: list[int]) -> None:
+        if self._warming() is None:
+            self.build(message.reason, files_digest=message.files_digest, successor_of=build.pid)
+
+    def on_not_ready(self, message: channel.NotReady, build: Build, fds: list[int]) -> None:
+        build.state = "not-ready"
+        self.build_problem = f"level 1 {message.state}: {message.reason}"
+        log.warning("%s: level 0 serves runs", self.build_problem)
+
+    def on_restart(self, message: channel.Restart, build: Build, fds: list[int]) -> None:
+        self.reexec_reason = message.reason
+
+    def on_stop(self, message: channel.Stop, build: Build, fds: list[int]) -> None:
+        log.info("level 1 pid %d: %s", build.pid, message.reason)
+        self.stopping = True
 
     @staticmethod
     def _reply(build: Build, message: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, replace
 from logging.handlers import RotatingFileHandler
 from typing import Any
 
-from . import protocol, runtime
+from . import channel, protocol, runtime
 from ..environment import config_candidates
 from ..fingerprints import RACY_MARGIN_NS
 from .freshness import Plan, Snapshot, held_modules
@@ -124,9 +124,10 @@ class Template:
     #: 1 for the project's template, 0 for level0.Base
     level = 1
 
-    def __init__(self, spec: Spec, channel: socket.socket | None = None) -> None:
+    def __init__(self, spec: Spec, link: socket.socket | None = None) -> None:
         self.spec = spec
-        self.channel = channel
+        #: the socketpair to level 0 (channel.py's messages), None for level 0 itself
+        self.channel = link
         self.files = DaemonFiles(Path(spec.folder), spec.key)
         self.started = time.time()
         self.state = "warming"
@@ -335,7 +336,7 @@ class Template:
         if self.channel is not None:
             try:
                 self.channel.settimeout(2.0)
-                protocol.send(self.channel, {"type": "status"})
+                protocol.send(self.channel, channel.Status().frame())
                 base, _ = protocol.recv(self.channel, deadline=time.monotonic() + 2.0)
             except (OSError, EOFError, protocol.ProtocolError) as exc:
                 log.warning("level 0 did not answer a status request: %s", exc)
@@ -426,7 +427,7 @@ class Template:
                 self.last_activity = self.last_run_at = time.monotonic()
             elif self._idle():
                 log.info("idle for %.0fs: exiting", self.spec.idle_timeout)
-                self.tell({"type": "stop", "reason": "idle"})
+                self.tell(channel.Stop("idle"))
                 break
         self.drop_pending()
         self.close_listener()
@@ -467,14 +468,14 @@ class Template:
         self.channel = None
         self.stopping = True
 
-    def tell(self, message: dict[str, Any], fds: list[int] | None = None) -> bool:
-        """Send `message` (and `fds`) to level 0; False if there is no level 0 to tell."""
+    def tell(self, message: channel.Message, fds: list[int] | None = None) -> bool:
+        """Send `message` (channel.py; and `fds`) to level 0; False if there is no level 0 to tell."""
         if self.channel is None:
             return False
         try:
             self.channel.setblocking(True)
             self.channel.settimeout(5.0)
-            protocol.send(self.channel, message, fds or ())
+            protocol.send(self.channel, message.frame(), fds or ())
             return True
         except OSError as exc:
             log.warning("level 0 unreachable (%s)", exc)
@@ -489,7 +490,7 @@ class Template:
         log.info("asking level 0 for a rebuild: %s", reason)
         if files_digest is None:
             files_digest = self.warm_result.files_digest if self.warm_result is not None else self.spec.files_digest
-        self.tell({"type": "rebuild", "reason": reason, "files_digest": files_digest, "counters": asdict(self.counters)})
+        self.tell(channel.Rebuild(reason, files_digest, asdict(self.counters)))
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         self.stopping = True
@@ -510,7 +511,7 @@ class Template:
             same = False
         if not same:
             log.warning("the lock file %s is gone or replaced: leaving", self.files.lock)
-            self.tell({"type": "stop", "reason": "lock file gone"})
+            self.tell(channel.Stop("lock file gone"))
             self.stopping = True
             return
         if self.listener is None or self.handing_over:
@@ -561,7 +562,7 @@ class Template:
     def _spawn_successor(self, reason: str) -> None:
         """Ask level 0 to fork a successor level 1 that warms while this one serves, then takes over."""
         digest = self.warm_result.files_digest if self.warm_result is not None else self.spec.files_digest
-        if self.tell({"type": "rewarm", "reason": reason, "files_digest": digest}):
+        if self.tell(channel.Rewarm(reason, digest)):
             self.asked_rebuild = time.monotonic()
             log.info("re-warm requested from level 0 (%s)", reason)
 
@@ -641,13 +642,13 @@ class Template:
             self._reply_and_close(conn, self.status())
         elif kind == "stop":
             log.info("stop requested")
-            self.tell({"type": "stop", "reason": "stop requested"})
+            self.tell(channel.Stop("stop requested"))
             self._reply_and_close(conn, {"type": "ok"})
             self.stopping = True
         elif kind == "reload":
             log.info("reload requested")
             self._reply_and_close(conn, {"type": "ok"})
-            if not self.tell({"type": "restart", "reason": "reload requested"}):
+            if not self.tell(channel.Restart("reload requested")):
                 self.reexec_reason = "reload requested"
         else:
             self._reject(conn, f"rejected a request of unknown type {kind!r}")
@@ -783,8 +784,7 @@ class Template:
                  files_digest: str | None = None, fresh: bool = False) -> bool:
         """Pass the connection and the client's fds to level 0 ("forward"; `fresh`: level 1 stays, no
         rebuild). False, after refusing the run, when there is no level 0 to take it."""
-        message = {"type": "forward", "reason": reason, "files_digest": files_digest, "worker": worker,
-                   "request": request, "counters": asdict(self.counters), "fresh": fresh}
+        message = channel.Forward(reason, files_digest, worker, request, asdict(self.counters), fresh)
         if self.tell(message, [conn.fileno(), *fds]):
             log.info("run handed to level 0: %s", reason)
             if fresh:  # served by this daemon all the same (status counts the daemon's requests)
@@ -888,23 +888,22 @@ def _setup_logging(files: DaemonFiles) -> None:
     log.propagate = False
 
 
-def run_level1(spec: Spec, channel: socket.socket, level0: Snapshot | None = None) -> int:
+def run_level1(spec: Spec, link: socket.socket, level0: Snapshot | None = None) -> int:
     """The life of a level-1 template, in a process forked from level 0 (level0.Base.build): warm the
     project, take the socket over from `spec.successor_of` (level 0 or the level 1 it succeeds) and serve.
     One that is not ready never takes over: it tells level 0 why (a warm-up that saw files change asks for
     another build) and exits, and level 0 goes on serving runs itself."""
     runtime.set_role("template")
-    template = Template(spec, channel)
+    template = Template(spec, link)
     template.inherited = level0
     try:
         template.warm()
         if template.reexec_reason is not None:
-            template.tell({"type": "rebuild", "reason": template.reexec_reason, "rewarms": spec.rewarms + 1,
-                           "files_digest": spec.files_digest, "counters": None})
+            template.tell(channel.Rebuild(template.reexec_reason, spec.files_digest, None, spec.rewarms + 1))
             return 0
         if template.state != "ready":
             log.warning("level 1 %s (%s): not taking over", template.state, template.state_reason)
-            template.tell({"type": "not-ready", "state": template.state, "reason": template.state_reason})
+            template.tell(channel.NotReady(template.state, template.state_reason))
             return 1
         template.bind(handover=True)
         # the holder was level 0 (our parent) or the level 1 we succeed (our sibling): not a reused pid
@@ -913,7 +912,7 @@ def run_level1(spec: Spec, channel: socket.socket, level0: Snapshot | None = Non
                 os.kill(spec.successor_of, signal.SIGUSR1)
             except ProcessLookupError:
                 pass
-        template.tell({"type": "holding"})
+        template.tell(channel.Holding())
         log.info("level 1 pid %d took over from pid %d", os.getpid(), spec.successor_of)
         template.serve()
     except Exception:  # noqa: BLE001
