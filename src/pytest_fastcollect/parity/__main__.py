@@ -51,13 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         prime=without_selection(pytest_args) if ns.prime else None,
     )
     if ns.json:
-        served = next((ln for ln in cmp.plugin.stdout.splitlines() if ln.startswith("fastcollect: run by the warm")), "")
         print(json.dumps({"ok": cmp.ok, "differences": cmp.differences,
                           "plain": {"exit": cmp.plain.returncode, "items": len(cmp.plain.record.get("items", [])),
                                     "seconds": round(cmp.plain.seconds, 3), "summary": cmp.plain.summary},
                           "plugin": {"exit": cmp.plugin.returncode, "items": len(cmp.plugin.record.get("items", [])),
                                      "seconds": round(cmp.plugin.seconds, 3), "summary": cmp.plugin.summary,
-                                     "served": served}}))
+                                     "served": cmp.plugin.served}}))
     else:
         print(format_report(cmp))
     return 0 if cmp.ok else 1
@@ -77,9 +76,12 @@ def _repeated(ns: argparse.Namespace, pytest_args: list[str]) -> int:
         print(json.dumps({"ok": verdict.ok, "differences": verdict.differences, "flaky": verdict.flaky,
                           "repeat": ns.repeat,
                           "plain": {"exits": [s.returncode for s in verdict.plain],
-                                    "seconds": [round(s.seconds, 3) for s in verdict.plain]},
+                                    "seconds": [round(s.seconds, 3) for s in verdict.plain],
+                                    "summaries": [s.summary for s in verdict.plain]},
                           "plugin": {"exits": [s.returncode for s in verdict.plugin],
-                                     "seconds": [round(s.seconds, 3) for s in verdict.plugin]}}))
+                                     "seconds": [round(s.seconds, 3) for s in verdict.plugin],
+                                     "summaries": [s.summary for s in verdict.plugin],
+                                     "served": [s.served for s in verdict.plugin]}}))
     else:
         print(format_verdict(verdict))
     return 0 if verdict.ok else 1

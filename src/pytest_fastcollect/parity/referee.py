@@ -45,6 +45,12 @@ class Side:
             return ""
         return _DURATION.sub("", lines[-1]).strip("= ")
 
+    @property
+    def served(self) -> str:
+        """The header line saying the warm daemon ran this process ('fastcollect: run by the warm daemon
+        from level 0 ...' or '... (pid N, warm ...)'), or '' for a run that was not served."""
+        return next((ln for ln in self.stdout.splitlines() if ln.startswith("fastcollect: run by the warm")), "")
+
     def outcomes(self) -> list[tuple[str, str, str, bool]]:
         return [tuple(r) for r in self.record.get("reports", [])]  # type: ignore[misc]
 
