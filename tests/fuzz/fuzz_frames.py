@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_fastcollect.daemon import protocol
-from pytest_fastcollect.daemon.server import validate_run
+from pytest_fastcollect.daemon.forkserver import validate_run
 
 STREAM = {"encoding": "utf-8", "errors": "strict", "line_buffering": False, "write_through": False,
           "buffered": True, "name": "<stdout>", "mode": "w"}

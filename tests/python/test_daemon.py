@@ -460,7 +460,7 @@ def test_idle_connections_do_not_delay_a_run(project: Path, daemon_env: Path) ->
     """D2: 12 connections that send nothing and one that sends half a frame and stalls: the next pytest is
     served at once (it used to wait 5 s per idle connection, then run locally)."""
     from pytest_fastcollect.daemon.protocol import MAGIC
-    from pytest_fastcollect.daemon.server import REQUEST_DEADLINE
+    from pytest_fastcollect.daemon.forkserver import REQUEST_DEADLINE
 
     start(project)
     (sock_path,) = (daemon_env / "pytest-fastcollect").glob("*.sock")

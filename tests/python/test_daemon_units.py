@@ -29,7 +29,7 @@ from pytest_fastcollect.environment import config_candidates
 from pytest_fastcollect.daemon.paths import DaemonFiles, DaemonPathError
 from pytest_fastcollect.daemon.protocol import HEADER, MAGIC, ProtocolError
 from pytest_fastcollect.daemon.replay import ImportLog, Replayer
-from pytest_fastcollect.daemon.server import validate_run
+from pytest_fastcollect.daemon.forkserver import validate_run
 from pytest_fastcollect.daemon.spec import Spec
 
 # --------------------------------------------------------------------------------------------------------
@@ -731,7 +731,7 @@ def test_spec_json_roundtrip() -> None:
         idle_timeout=1.5,
         lock_fd=7,
         reason="source changed",
-        rewarms=2,
+        dirty_retries=2,
     )
     text = spec.to_json()
     assert json.loads(text)["warm_args"] == spec.warm_args
@@ -741,10 +741,10 @@ def test_spec_json_roundtrip() -> None:
 
 
 def test_spec_json_defaults() -> None:
-    """reason and rewarms have defaults: a JSON without them still loads."""
+    """reason and dirty_retries have defaults: a JSON without them still loads."""
     data = {"key": "k", "folder": "/f", "rootdir": "/r", "cwd": "/r", "warm_args": [], "idle_timeout": 0, "lock_fd": -1}
     spec = Spec.from_json(json.dumps(data))
-    assert spec.reason == "started" and spec.rewarms == 0
+    assert spec.reason == "started" and spec.dirty_retries == 0
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -1582,7 +1582,7 @@ def test_warm_workers_rewrite_only_local_popen_specs_of_a_served_run() -> None:
     ],
 )
 def test_memory_restart_reason(rss: int | None, warm: int, limit: int, restarts: bool) -> None:
-    from pytest_fastcollect.daemon.server import memory_restart_reason
+    from pytest_fastcollect.daemon.level1 import memory_restart_reason
 
     reason = memory_restart_reason(rss, warm, limit)
     assert (reason is not None) == restarts

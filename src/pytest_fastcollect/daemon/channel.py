@@ -5,7 +5,7 @@ DSession dispatches `worker_<callname>`).
 From level 1 to level 0:
 - Holding: it took the socket over (after its own warm-up succeeded).
 - NotReady(state, reason): its warm-up did not end ready (threads alive, other test files); it exits.
-- Rebuild(reason, files_digest, counters, rewarms): build another level 1 (`rewarms`: its own warm-up saw
+- Rebuild(reason, files_digest, counters, dirty_retries): build another level 1 (`dirty_retries`: its own warm-up saw
   files change, the same build again; None: a change it cannot serve), and hold the socket meanwhile.
 - Rewarm(reason, files_digest): build a successor that warms with the new code while this one serves.
 - Forward(reason, files_digest, worker, request, counters, fresh) with fds [connection, client fds...]:
@@ -57,7 +57,7 @@ class Rebuild(Message):
     reason: str = ""
     files_digest: str | None = None
     counters: dict[str, Any] | None = None
-    rewarms: int | None = None
+    dirty_retries: int | None = None
 
 
 @dataclass

@@ -2,12 +2,12 @@
 
 The daemon is two layers of fork-server checkpoints (docs/how-it-works.md, "Layered templates"):
 
-- Level 0 (this module, `Base`) imports pytest and its built-in plugins (`_pytest.config.essential_plugins`
+- Level 0 (this module, `Level0`: the policy of a forkserver.ForkServer) imports pytest and its built-in plugins (`_pytest.config.essential_plugins`
   and `default_plugins`), nothing of the project. It forks level 1 (`build`), and serves a run itself when
   level 1 cannot: a conftest, the ini file or a module imported at configure time changed, a test file was
   added or removed, an installed module level 1 holds changed, or level 1 is still warming. Such a run
   starts from pytest already imported and imports everything else fresh, exactly like a plain run.
-- Level 1 (server.Template, forked from level 0) warms the project: the conftests and test modules through
+- Level 1 (level1.py, forked from level 0) warms the project: the conftests and test modules through
   pytest's assertion rewriting. Runs fork from it.
 
 What level 0 holds is what every pytest run imports before it reads the command line, the ini file or a
@@ -16,7 +16,7 @@ imports, entry-point plugins) before the project's conftests could change what t
 `MPLBACKEND` or `DJANGO_SETTINGS_MODULE`, import-order side effects), and pytest imports entry-point plugins
 through its assertion-rewriting hook, which level 0 has not installed.
 
-Hand-overs of the socket are atomic renames (server.Template.bind): a level 1 that is ready binds a name
+Hand-overs of the socket are atomic renames (listener.Listener.bind): a level 1 that is ready binds a name
 beside the socket, renames it over, signals the previous holder (level 0, or the level 1 it succeeds) with
 SIGUSR1 and tells level 0 "holding". Level 0 takes the socket back the same way when level 1 hands it a run
 ("forward") or asks for a rebuild. Messages between the levels go over a socketpair per level-1 process, in
@@ -43,14 +43,16 @@ import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
+from logging.handlers import RotatingFileHandler
 from typing import Any
 
 from . import channel, protocol, runtime
-from ..fingerprints import RACY_MARGIN_NS
+from .forkserver import Checkpoint, Counters, ForkServer
 from .freshness import Plan, Snapshot
+from .level1 import MAX_DIRTY_RETRIES, dirty_wait, run_level1
+from .paths import DaemonFiles
 from .procfs import process_state
-from .server import MAX_REWARMS, Counters, Template, _setup_logging, run_level1
-from .spec import Spec
+from .spec import Spec, serve_argv
 
 log = logging.getLogger("pytest_fastcollect.daemon")
 
@@ -88,27 +90,35 @@ def builtin_plugin_modules() -> list[str]:
     return [f"_pytest.{name}" for name in dict.fromkeys((*essential_plugins, *default_plugins))]
 
 
-class Base(Template):
-    """Level 0 (see the module docstring). Serves runs with an empty warm state while it holds the socket;
-    `build()` forks level 1."""
+class Level0:
+    """Level 0's policy (see the module docstring) for its ForkServer: it serves runs with an empty warm
+    state (pytest and its plugins) while it holds the socket; `build()` forks level 1."""
 
     level = 0
 
     def __init__(self, spec: Spec) -> None:
-        super().__init__(spec)
+        self.spec = spec
+        self.checkpoint = Checkpoint()
+        self.server = ForkServer(spec, self)
         self.builds: dict[int, Build] = {}
         self.failed_builds = 0
         #: why the last level 1 did not take over, if it did not
         self.build_problem: str | None = None
         self.served_here = 0
-        self.level0_modules = 0
+        self.modules = 0
         #: why level 1 handed over the run being started (for its header)
         self.note: str | None = None
         #: (reason, files_digest) of a level-1 build to start once the run being served has been forked
         self.pending_build: tuple[str, Any] | None = None
+        #: why the whole daemon re-executes (what level 0 holds changed, a reload), None while it serves
+        self.restart_reason: str | None = None
+        #: the restart is for files that changed during level 0's own warm-up (Spec.dirty_retries counts it)
+        self.dirty = False
 
     # ---- warm-up ----------------------------------------------------------------------------------------
     def warm(self) -> None:
+        """Import pytest, its built-in plugins and the daemon's run-time modules; take the checkpoint."""
+        cp = self.checkpoint
         os.chdir(self.spec.cwd)
         started_ns = time.time_ns()
         t0 = time.perf_counter()
@@ -125,42 +135,41 @@ class Base(Template):
             # one is a change for level 1 too, which inherits them (freshness.Snapshot `inherited`)
             from . import child, procstate, replay, warmup, worker  # noqa: F401
             from .. import measuring  # noqa: F401
-        self.warm_seconds = time.perf_counter() - t0
-        self.level0_modules = len(sys.modules)
-        self.warnings_filters = list(warnings.filters)
-        self.snapshot = Snapshot(self.spec.rootdir, sys.modules, set(sys.modules), [], started_ns,
-                                 [os.path.abspath(p or ".") for p in sys.path])
-        if self.snapshot.dirty and self.spec.rewarms < MAX_REWARMS:
+        cp.seconds = time.perf_counter() - t0
+        self.modules = len(sys.modules)
+        cp.warnings_filters = list(warnings.filters)
+        cp.snapshot = snap = Snapshot(self.spec.rootdir, sys.modules, set(sys.modules), [], started_ns,
+                                      [os.path.abspath(p or ".") for p in sys.path])
+        if snap.dirty and self.spec.dirty_retries < MAX_DIRTY_RETRIES:
             # a file it imported was written just before (e.g. the plugin reinstalled): it may hold older
             # code than the file; start again once the file is older than the margin (serve_main)
-            newest = max(max(self.snapshot.entries[p].fp.mtime_ns, self.snapshot.entries[p].fp.ctime_ns) for p in self.snapshot.dirty)
-            time.sleep(max(0.0, (newest + RACY_MARGIN_NS - time.time_ns()) / 1e9))
-            self.reexec_reason = f"{len(self.snapshot.dirty)} files changed during the warm-up of level 0"
+            dirty_wait(snap)
+            self.restart_reason = f"{len(snap.dirty)} files changed during the warm-up of level 0"
+            self.dirty = True
         alive = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
         if alive:
-            self.state, self.state_reason = "not forkable", f"threads alive in level 0: {', '.join(alive)}"
+            cp.state, cp.state_reason = "not forkable", f"threads alive in level 0: {', '.join(alive)}"
         else:
-            self.state = "ready"
-        log.info("level 0 warm in %.2fs: %d modules held, state %s", self.warm_seconds, len(sys.modules), self.state)
+            cp.state = "ready"
+        log.info("level 0 warm in %.2fs: %d modules held, state %s", cp.seconds, len(sys.modules), cp.state)
         gc.collect()
-        gc.freeze()
-        self.warm_rss_kib = None  # level 0 is small: no memory restarts for it
+        gc.freeze()  # (level 0 is small: no memory limit for it, cp.rss_kib stays None)
 
     # ---- level 1 ----------------------------------------------------------------------------------------
-    def build(self, reason: str, files_digest: str | None = None, rewarms: int = 0, successor_of: int = 0) -> None:
+    def build(self, reason: str, files_digest: str | None = None, dirty_retries: int = 0, successor_of: int = 0) -> None:
         """Fork a level-1 template that warms the project and takes the socket over from `successor_of`
         (this process by default). A build already warming is stopped first: the newest one wins."""
-        if self.state != "ready":
+        if self.checkpoint.state != "ready":
             return
         for build in [b for b in self.builds.values() if not b.holding and b.state == "warming"]:
             self._terminate(build)
         digest = self.spec.files_digest if files_digest is None else files_digest
-        spec = replace(self.spec, reason=reason, rewarms=rewarms, files_digest=digest,
+        spec = replace(self.spec, reason=reason, dirty_retries=dirty_retries, files_digest=digest,
                        successor_of=successor_of or os.getpid(), generation=self.spec.generation + 1)
+        server = self.server
         ours, theirs = socket.socketpair()
-        inherited = [s for s in (self.listener, *self.runs.connections(), *self._channels(), ours,
-                                 *self.pending) if s is not None]
-        inherited_fds = self.pending_fds()
+        inherited = [*server.inherited_sockets(), ours]
+        inherited_fds = server.received_fds()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the level-1 process (tested end to end)
             code = 1
@@ -172,16 +181,16 @@ class Base(Template):
                     os.close(sock.detach())  # detach: level 0's objects must not unlink or close them later
                 for fd in inherited_fds:
                     os.close(fd)
-                self.pending.clear()
-                self.close_wakeup()
-                code = run_level1(spec, theirs, self.snapshot)
+                server.pending.clear()
+                server.close_wakeup()
+                code = run_level1(spec, theirs, self.checkpoint.snapshot)
             except BaseException:  # noqa: BLE001
                 log.exception("level 1 failed")
             finally:
                 logging.shutdown()
                 os._exit(code)
         theirs.close()
-        self.spec = replace(self.spec, generation=spec.generation, files_digest=digest)  # what later builds find
+        self.spec = server.spec = replace(self.spec, generation=spec.generation, files_digest=digest)  # what later builds find
         self.builds[pid] = Build(pid, ours, time.monotonic(), reason, digest)
         log.info("level 1 pid %d building (%s)", pid, reason)
 
@@ -201,8 +210,8 @@ class Base(Template):
     def _take_back(self) -> None:
         """Hold the socket again (a rename over level 1's) and tell its holder to leave."""
         holder = self._holder()
-        if self.listener is None:
-            self.bind(handover=True)
+        if self.server.listener is None:
+            self.server.bind(handover=True)
         if holder is not None:
             holder.holding = False
             try:
@@ -210,36 +219,36 @@ class Base(Template):
             except ProcessLookupError:
                 pass
 
-    def _carry_counters(self) -> None:
-        """Level 1 sends its counters with the request that makes level 0 take the socket back."""
-
     def _absorb(self, counters: Any) -> None:
+        """Level 1's counters (sent with the message that makes level 0 take the socket back)."""
         if isinstance(counters, dict):
-            mine = asdict(self.counters)
+            mine = asdict(self.server.counters)
             merged = {k: counters.get(k, mine[k]) for k in mine}
             if all(isinstance(merged[k], int) for k in ("served", "refused", "rejected", "killed")):
-                self.counters = Counters(**merged)
+                self.server.counters = Counters(**merged)
 
-    # ---- loop hooks -------------------------------------------------------------------------------------
-    def _channels(self) -> list[socket.socket]:
+    # ---- each turn --------------------------------------------------------------------------------------
+    def channels(self) -> list[socket.socket]:
         return [b.channel for b in self.builds.values() if b.channel is not None]
 
-    def _handed_over(self) -> bool:
-        self.handing_over = False  # level 1 holds the socket now; level 0 stays to build the next one
+    def handed_over(self) -> bool:
+        self.server.handing_over = False  # level 1 holds the socket now; level 0 stays to build the next one
         return False
 
-    def _idle(self) -> bool:
+    def idle(self) -> bool:
         # with a level 1 alive, its own idle timeout decides (it tells level 0 to stop)
-        return not self.builds and super()._idle()
+        return (not self.builds and self.spec.idle_timeout > 0
+                and time.monotonic() - self.server.last_activity > self.spec.idle_timeout)
 
-    def _maybe_rewarm(self) -> None:
-        """(Each turn of the loop.) The safety nets of the hand-overs: when nobody holds the socket and no
-        build is on its way to, level 0 listens again; a holder stopped (SIGSTOP, a debugger) for
-        STOPPED_GRACE seconds is replaced (stopped_holder)."""
+    def tick(self) -> None:
+        """The safety nets of the hand-overs: when nobody holds the socket and no build is on its way to,
+        level 0 listens again; a holder stopped (SIGSTOP, a debugger) for STOPPED_GRACE seconds is replaced
+        (_replace_stopped_holder)."""
         self._replace_stopped_holder()
-        if self.listener is None and self._holder() is None and self._warming() is None and not self.stopping:
+        server = self.server
+        if server.listener is None and self._holder() is None and self._warming() is None and not server.stopping:
             log.warning("no process holds the socket: level 0 listens again")
-            self.bind(handover=False)
+            server.bind(handover=False)
 
     def _replace_stopped_holder(self) -> None:
         """A level 1 that holds the socket but is stopped (state T or t in /proc) answers nobody: clients
@@ -271,12 +280,20 @@ class Base(Template):
 
     def _own_socket(self) -> bool:
         """True if the socket path is level 0's own listener."""
-        return self.listener is not None and self.listener.owns_path()
+        listener = self.server.listener
+        return listener is not None and listener.owns_path()
 
-    def _other_children(self) -> bool:
+    def other_children(self) -> bool:
         return bool(self.builds)
 
-    def _channel_event(self, sock: socket.socket) -> None:
+    def leaving(self, reason: str) -> None:
+        pass  # (the top level: nobody to tell; serve_main stops the level-1 processes)
+
+    def reload(self) -> None:
+        self.restart_reason = "reload requested"
+
+    # ---- the channels from level 1 ----------------------------------------------------------------------
+    def channel_event(self, sock: socket.socket) -> None:
         """A message from a level 1 (channel.py), dispatched to on_<type>(message, build, fds); fds not
         taken by the handler are closed."""
         build = next((b for b in self.builds.values() if b.channel is sock), None)
@@ -304,7 +321,8 @@ class Base(Template):
             channel.dispatch(self, message, build, fds)
 
     def on_status(self, message: channel.Status, build: Build, fds: list[int]) -> None:
-        self._reply(build, self._status_for_level1())
+        self._reply(build, {"type": "status", "pid": os.getpid(), "level0": self._level0_info(),
+                            "building": self._building(), "last_build_failed": self.build_problem})
 
     def on_holding(self, message: channel.Holding, build: Build, fds: list[int]) -> None:
         if build.state == "stopped" or self._own_socket():
@@ -317,8 +335,8 @@ class Base(Template):
         for other in self.builds.values():
             if other is not build:
                 other.holding = False
-        if self.listener is not None:
-            self.handing_over = True  # (its SIGUSR1 says the same; a successor of a level 1 sends none)
+        if self.server.listener is not None:
+            self.server.handing_over = True  # (its SIGUSR1 says the same; a successor of a level 1 sends none)
 
     def on_forward(self, message: channel.Forward, build: Build, fds: list[int]) -> None:
         """Serve the run level 1 passed on: fds[0] is the client's connection, the rest its fds."""
@@ -331,19 +349,19 @@ class Base(Template):
                 self._take_back()
                 self.pending_build = (f"rebuild: {message.reason}", message.files_digest)
             self.note = f"level 1 is being rebuilt: {message.reason}"
-        self._run(conn, message.request, fds[1:], worker=message.worker)
+        self.server.run(conn, message.request, fds[1:], worker=message.worker)
 
     def on_rebuild(self, message: channel.Rebuild, build: Build, fds: list[int]) -> None:
         self._absorb(message.counters)
         build.state = "rebuild"
         if build.holding:
             self._take_back()
-        if message.rewarms is not None:  # its own warm-up saw files change: the same build again
+        if message.dirty_retries is not None:  # its own warm-up saw files change: the same build again
             reason = f"{build.reason.split('; warmed again')[0]}; warmed again: {message.reason}"
         else:
             reason = f"rebuild: {message.reason}"
         holder = self._holder()  # (a re-warm's build: the level 1 still serving, which the next one succeeds)
-        self.build(reason, files_digest=message.files_digest, rewarms=message.rewarms or 0,
+        self.build(reason, files_digest=message.files_digest, dirty_retries=message.dirty_retries or 0,
                    successor_of=holder.pid if holder is not None else 0)
 
     def on_rewarm(self, message: channel.Rewarm, build: Build, fds: list[int]) -> None:
@@ -356,11 +374,11 @@ class Base(Template):
         log.warning("%s: level 0 serves runs", self.build_problem)
 
     def on_restart(self, message: channel.Restart, build: Build, fds: list[int]) -> None:
-        self.reexec_reason = message.reason
+        self.restart_reason = message.reason
 
     def on_stop(self, message: channel.Stop, build: Build, fds: list[int]) -> None:
         log.info("level 1 pid %d: %s", build.pid, message.reason)
-        self.stopping = True
+        self.server.stopping = True
 
     @staticmethod
     def _reply(build: Build, message: dict[str, Any]) -> None:
@@ -372,13 +390,13 @@ class Base(Template):
         except OSError:
             pass
 
-    def _child_ended(self, pid: int, status: int) -> None:
+    def child_ended(self, pid: int, status: int) -> None:
         build = self.builds.get(pid)
         if build is None:
             return
         # what it said before it exited (e.g. "rebuild" just before leaving) is still to be read
         while build.channel is not None and select.select([build.channel], [], [], 0)[0]:
-            self._channel_event(build.channel)
+            self.channel_event(build.channel)
         del self.builds[pid]
         if build.channel is not None:
             build.channel.close()
@@ -386,13 +404,13 @@ class Base(Template):
         if build.state == "warming":  # crashed or killed before it took over or said why
             self.failed_builds += 1
             self.build_problem = f"level 1 pid {pid} ended (status {status}) while warming; see the log"
-        if build.holding and not self.stopping and os.waitstatus_to_exitcode(status) != 0:
+        if build.holding and not self.server.stopping and os.waitstatus_to_exitcode(status) != 0:
             # the holder died (a level 1 that hands over, stops or idles out exits with 0, and the one that
             # took over may not have said "holding" yet): hold the socket again and build a new one
             self.failed_builds += 1
             self.build_problem = f"level 1 pid {pid} ended (status {status}) while serving; see the log"
-            if self.listener is None:
-                self.bind(handover=False)
+            if self.server.listener is None:
+                self.server.bind(handover=False)
             if self.failed_builds < MAX_FAILED_BUILDS and self._warming() is None:
                 self.build(f"rebuild: {self.build_problem}")
 
@@ -421,16 +439,18 @@ class Base(Template):
                 build.channel.close()
 
     # ---- runs -------------------------------------------------------------------------------------------
-    def _plan(self, conn: socket.socket, request: dict[str, Any], fds: list[int], worker: bool) -> Plan | None:
+    def admit(self, conn: socket.socket, request: dict[str, Any], fds: list[int], worker: bool) -> Plan | None:
         """Level 0 serves any run whose request is well-formed and whose key matches, unless what it holds
         changed (then the whole daemon restarts and the run is local)."""
-        if self.state != "ready" or self.snapshot is None:
-            self._refuse(conn, fds, f"level 0 {self.state}: {self.state_reason}")
+        cp = self.checkpoint
+        if not cp.ready:
+            self.server.refuse(conn, fds, f"level 0 {cp.state}: {cp.state_reason}")
             return None
-        plan = self.snapshot.plan(sys.modules)
+        assert cp.snapshot is not None
+        plan = cp.snapshot.plan(sys.modules)
         if plan.refuse:
-            self._refuse(conn, fds, plan.refuse)
-            self.reexec_reason = plan.refuse
+            self.server.refuse(conn, fds, plan.refuse)
+            self.restart_reason = plan.refuse
             return None
         self.served_here += 1
         digest = request.get("files_digest")
@@ -441,14 +461,16 @@ class Base(Template):
             self.pending_build = ("rebuild: test files added or removed", digest)
         return plan
 
-    def _run(self, conn: socket.socket, request: dict[str, Any], fds: list[int], worker: bool = False) -> None:
-        super()._run(conn, request, fds, worker)
+    def forked(self, pid: int, request: dict[str, Any], worker: bool, plan: Plan) -> None:
+        pass
+
+    def after_request(self) -> None:
         # built only now: a level 1 forked while the client's fds were open here would keep its pipes open
         if self.pending_build is not None:
             (reason, digest), self.pending_build = self.pending_build, None
             self.build(reason, files_digest=digest)
 
-    def _level_note(self) -> str:
+    def level_note(self) -> str:
         note, self.note = self.note, None
         if note:
             return note
@@ -459,8 +481,9 @@ class Base(Template):
 
     # ---- status -----------------------------------------------------------------------------------------
     def _level0_info(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "uptime": time.time() - self.started, "warm_seconds": round(self.warm_seconds, 3),
-                "modules": self.level0_modules, "served": self.served_here, "state": self.state}
+        return {"pid": os.getpid(), "uptime": time.time() - self.server.started,
+                "warm_seconds": round(self.checkpoint.seconds, 3), "modules": self.modules,
+                "served": self.served_here, "state": self.checkpoint.state}
 
     def _building(self) -> str | None:
         warming = self._warming()
@@ -468,11 +491,8 @@ class Base(Template):
             return None
         return f"level 1 pid {warming.pid} warming for {time.monotonic() - warming.started:.1f}s ({warming.reason})"
 
-    def _status_for_level1(self) -> dict[str, Any]:
-        return {"type": "status", "pid": os.getpid(), "level0": self._level0_info(), "building": self._building(),
-                "last_build_failed": self.build_problem}
-
-    def _levels(self) -> dict[str, Any]:
+    def status(self) -> dict[str, Any]:
+        """Status while level 0 holds the socket: "level0" (itself), "level1" (a build warming, or None)."""
         warming = self._warming()
         out: dict[str, Any] = {"pid": os.getpid(), "level0": self._level0_info(), "level1": None,
                                "rewarm": self._building() or "-", "warm_method": None}
@@ -485,43 +505,70 @@ class Base(Template):
             out.update(state="no level 1", state_reason=self.build_problem or "", started_because="-")
         return out
 
+    # ---- restart ----------------------------------------------------------------------------------------
+    def reexec(self) -> None:
+        """Replace this process with a fresh daemon (same pid, same lock): a cold interpreter warms again."""
+        reason = self.restart_reason or "restart"
+        log.info("re-executing to rebuild the warm state: %s", reason)
+        server = self.server
+        self.stop_children()
+        server.drop_pending()
+        server.close_listener()
+        server.runs.close_connections()
+        logging.shutdown()
+        spec = replace(self.spec, reason=reason, dirty_retries=self.spec.dirty_retries + 1 if self.dirty else 0,
+                       successor_of=0)
+        os.set_inheritable(spec.lock_fd, True)
+        argv = serve_argv(spec)
+        os.execv(argv[0], argv)
+
 
 def serve_main(spec_json: str) -> int:
-    """Entry point of the daemon process (see __main__.py, which has detached it already): level 0
-    (Base), which builds level 1."""
+    """Entry point of the daemon process (see __main__.py, which has detached it already): level 0, which
+    builds level 1."""
     spec = Spec.from_json(spec_json)
     os.umask(0o077)  # the log, pid and cache files are the user's alone (runs get the client's umask)
     runtime.set_role("template")
-    base = Base(spec)
-    _setup_logging(base.files)
+    level0 = Level0(spec)
+    files = level0.server.files
+    setup_logging(files)
     try:
         fcntl.flock(spec.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours already (inherited): re-asserted
     except OSError as exc:
-        log.error("lock %s not held (%s): another daemon has it; exiting", base.files.lock, exc)
+        log.error("lock %s not held (%s): another daemon has it; exiting", files.lock, exc)
         return 1
-    base.files.pid.write_text(f"{os.getpid()}\n", encoding="ascii")
-    base.files.meta.write_text(json.dumps({"rootdir": spec.rootdir, "executable": sys.executable,
-                                           "warm_args": spec.warm_args, "pid": os.getpid()}), encoding="utf-8")
+    files.pid.write_text(f"{os.getpid()}\n", encoding="ascii")
+    files.meta.write_text(json.dumps({"rootdir": spec.rootdir, "executable": sys.executable,
+                                      "warm_args": spec.warm_args, "pid": os.getpid()}), encoding="utf-8")
     log.info("daemon pid %d for %s (key %s): %s", os.getpid(), spec.rootdir, spec.key, spec.reason)
     try:
-        base.warm()
-        if base.reexec_reason is None:
-            base.bind(handover=False)
-            base.build(spec.reason, files_digest=spec.files_digest)
-            base.serve()
+        level0.warm()
+        if level0.restart_reason is None:
+            level0.server.bind(handover=False)
+            level0.build(spec.reason, files_digest=spec.files_digest)
+            level0.server.serve(done=lambda: level0.restart_reason is not None)
     except Exception:  # noqa: BLE001
         log.exception("daemon failed")
-        base.close_listener()
-        base.stop_children()
+        level0.server.close_listener()
+        level0.stop_children()
         return 1
-    base.stop_children()
-    if base.reexec_reason is not None and not base.stopping:
-        base.reexec()
+    level0.stop_children()
+    if level0.restart_reason is not None and not level0.server.stopping:
+        level0.reexec()
     try:
-        if base.files.pid.read_text(encoding="ascii").strip() == str(os.getpid()):
-            base.files.pid.unlink()
-            base.files.meta.unlink()
+        if files.pid.read_text(encoding="ascii").strip() == str(os.getpid()):
+            files.pid.unlink()
+            files.meta.unlink()
     except OSError:
         pass
     log.info("daemon pid %d exits", os.getpid())
     return 0
+
+
+def setup_logging(files: DaemonFiles) -> None:
+    """The daemon's log: `files.log`, rotated at 1 MiB (one old file kept); level 1 and runs inherit it."""
+    handler = RotatingFileHandler(files.log, maxBytes=1 << 20, backupCount=1, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s pid %(process)d %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False

@@ -4,7 +4,7 @@ Security model (docs/security.md): the folder is `$XDG_RUNTIME_DIR/pytest-fastco
 XDG_RUNTIME_DIR names a folder we own, else `<tempfile.gettempdir()>/pytest-fastcollect-<uid>/`. It is
 created 0700; an existing folder that is a symlink, is owned by someone else or is open to group or others
 is refused (DaemonPathError), so no other user can plant or read a socket. Sockets are created 0600 and every
-connection's peer uid is checked (server.py).
+connection's peer uid is checked (forkserver.py).
 """
 
 from __future__ import annotations

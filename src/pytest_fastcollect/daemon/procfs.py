@@ -1,4 +1,5 @@
-"""What /proc says about processes (Linux): a process's parent, and which processes hold a daemon's lock file.
+"""What /proc says about processes (Linux): a process's parent and state, which processes hold a daemon's
+lock file, and memory (RSS, PSS) and thread counts for the daemon's status.
 
 Used to verify a pid before signalling it: a pid file can be stale, or name a pid reused by an unrelated
 process (`--daemon-stop` once killed a `sleep` that way).
@@ -7,6 +8,7 @@ process (`--daemon-stop` once killed a `sleep` that way).
 from __future__ import annotations
 
 import os
+import threading
 
 from .paths import DaemonFiles
 
@@ -57,3 +59,35 @@ def lock_holders(files: DaemonFiles) -> list[int]:
         except OSError:
             continue
     return sorted(out)
+
+
+def rss_kib() -> int | None:
+    """This process's resident set size (KiB) from /proc/self/status, else None."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def pss_kib(pid: int | str = "self") -> int | None:
+    """Proportional set size (KiB) of a process from /proc/PID/smaps_rollup (Linux >= 4.14), else None."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def os_threads() -> int:
+    """Threads of this process (/proc/self/task), including native ones Python does not know."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()

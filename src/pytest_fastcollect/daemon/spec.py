@@ -1,6 +1,6 @@
 """How to start a daemon process: its Spec (JSON on its command line) and the command that runs it.
 
-A leaf module: spawn.py (the first start), level0.py (re-execution) and server.py (a level 1 built from a
+A leaf module: spawn.py (the first start), level0.py (re-execution) and level1.py (a level 1 built from a
 Spec) all use it, and it imports nothing of the daemon's.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 
 @dataclass
@@ -25,8 +25,8 @@ class Spec:
     idle_timeout: float
     lock_fd: int
     reason: str = "started"
-    #: consecutive re-executions because files changed during the warm-up (capped: see Template.warm)
-    rewarms: int = 0
+    #: warm-ups in a row for files that changed during the warm-up (capped: level1.MAX_DIRTY_RETRIES)
+    dirty_retries: int = 0
     #: client.files_digest of the test files the starter's run would collect: the warm-up must see the same
     files_digest: str = ""
     #: pid of the process holding the socket that a level 1 takes over from (level 0, or the level 1 it
@@ -43,8 +43,11 @@ class Spec:
 
     @classmethod
     def from_json(cls, text: str) -> Spec:
+        """The Spec of `to_json`'s text; fields it does not know (a daemon started by an older version that
+        re-executes with this one) are ignored. Raises ValueError, TypeError for a malformed text."""
         data = json.loads(text)
-        return cls(**data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 
