@@ -3,6 +3,7 @@ that shows in only some runs."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -106,3 +107,17 @@ def test_cli_repeat(project: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "parity: 0 differences in 3 runs per side" in proc.stdout
     assert proc.stderr.count("run ") == 3
+
+
+def test_cli_repeat_json_says_why_a_run_was_not_served(project: Path) -> None:
+    """--json gives, per plugin run, the daemon's header line or the plugin's -v daemon note: a run the
+    daemon did not serve says why instead of an empty string."""
+    (project / "conftest.py").write_text("")
+    (project / "test_a.py").write_text("def test_stable(): pass\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest_fastcollect.parity", str(project), "--run", "--repeat", "2",
+                           "--json", "--plugin-arg=--no-fastcollect-auto-daemon", "--", "-p", "no:cacheprovider"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdict = json.loads(proc.stdout)
+    assert verdict["plugin"]["served"] == ["", ""]
+    assert verdict["plugin"]["daemon_notes"] == ["off (--no-fastcollect-auto-daemon)"] * 2

@@ -39,13 +39,15 @@ class Decision:
     configured: bool = False
 
 
-def auto_enabled(config: pytest.Config, options: Any) -> bool:
+def auto_off_reason(config: pytest.Config, options: Any) -> str | None:
+    """Why runs do not go through the daemon by default, or None when they do: the command-line flag
+    (`--[no-]fastcollect-auto-daemon`) wins, then `CI` in the environment, then the ini key."""
     flag = getattr(options, "fastcollect_auto_daemon", None)
     if flag is not None:
-        return bool(flag)
+        return None if flag else "--no-fastcollect-auto-daemon"
     if os.environ.get("CI"):
-        return False
-    return bool(config.getini("fastcollect_auto_daemon"))
+        return "CI is set"
+    return None if config.getini("fastcollect_auto_daemon") else "fastcollect_auto_daemon = false"
 
 
 def _non_negative_ini(config: pytest.Config, name: str, default: str, parse: Any, what: str) -> Any:
@@ -91,10 +93,15 @@ def before_run(config: pytest.Config, parser: pytest.Parser, enabled: bool) -> D
     if command is None:
         if getattr(options, "help", False) or getattr(options, "version", False):
             return Decision()
-        if not enabled or "PYTEST_XDIST_WORKER" in os.environ or not auto_enabled(config, options):
+        if not enabled or "PYTEST_XDIST_WORKER" in os.environ:
             return Decision()
-        if not sys.platform.startswith("linux") or not in_console_main_safe():
-            return Decision()
+        off = auto_off_reason(config, options)
+        if off is not None:
+            return Decision(note=f"off ({off})")
+        if not sys.platform.startswith("linux"):
+            return Decision(note="off (Linux only)")
+        if not in_console_main_safe():
+            return Decision(note="off (pytest.main() from another program)")
     from .client import NotServed, serve_run, target
     from .paths import DaemonPathError
 

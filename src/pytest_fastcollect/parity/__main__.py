@@ -81,7 +81,8 @@ def _repeated(ns: argparse.Namespace, pytest_args: list[str]) -> int:
                           "plugin": {"exits": [s.returncode for s in verdict.plugin],
                                      "seconds": [round(s.seconds, 3) for s in verdict.plugin],
                                      "summaries": [s.summary for s in verdict.plugin],
-                                     "served": [s.served for s in verdict.plugin]}}))
+                                     "served": [s.served for s in verdict.plugin],
+                                     "daemon_notes": [s.daemon_note for s in verdict.plugin]}}))
     else:
         print(format_verdict(verdict))
     return 0 if verdict.ok else 1

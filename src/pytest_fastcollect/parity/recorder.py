@@ -2,7 +2,7 @@
 
 It writes one JSON document to the path in $FASTCOLLECT_PARITY_RECORD at the end of the session:
   {"items": [node IDs in run order], "collect_errors": [[nodeid, first line]], "deselected": int,
-   "reports": [[nodeid, when, outcome, wasxfail]], "exitstatus": int, "fastcollect": {"enabled", "files_scanned", "failure", "served_by_daemon", "cache"} | null}
+   "reports": [[nodeid, when, outcome, wasxfail]], "exitstatus": int, "fastcollect": {"enabled", "files_scanned", "failure", "served_by_daemon", "daemon_note", "cache"} | null}
 Under pytest-xdist only the controller writes; items then come from the workers' collection.
 """
 
@@ -20,6 +20,11 @@ ENV = "FASTCOLLECT_PARITY_RECORD"
 def _served_by_daemon(config: pytest.Config, plugin: Any) -> bool:
     decision = config.stash.get(plugin.DAEMON, None)
     return getattr(decision, "served", None) is not None
+
+def _daemon_note(config: pytest.Config, plugin: Any) -> str | None:
+    """The run's one daemon line shown at -v (why it was or was not served), or None."""
+    return getattr(config.stash.get(plugin.DAEMON, None), "note", None)
+
 
 def _skipped_files(config: pytest.Config, plugin: Any) -> int | None:
     """Test files the plugin left unimported under -k/-m in this run (None: no selection was made)."""
@@ -91,6 +96,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             "files_scanned": len(report.files) if report is not None else None,
             "failure": getattr(state, "failure", None),
             "served_by_daemon": _served_by_daemon(config, plugin),
+            "daemon_note": _daemon_note(config, plugin),
             "skipped_files": _skipped_files(config, plugin),
         }
         stats = getattr(report, "cache", None) if report is not None else None

@@ -51,6 +51,12 @@ class Side:
         from level 0 ...' or '... (pid N, warm ...)'), or '' for a run that was not served."""
         return next((ln for ln in self.stdout.splitlines() if ln.startswith("fastcollect: run by the warm")), "")
 
+    @property
+    def daemon_note(self) -> str:
+        """Why the daemon did or did not serve this run: its header line, else the plugin's -v daemon note
+        from the record ('ran locally (...)', 'daemon unavailable: ...'), else ''."""
+        return self.served or str(((self.record or {}).get("fastcollect") or {}).get("daemon_note") or "")
+
     def outcomes(self) -> list[tuple[str, str, str, bool]]:
         return [tuple(r) for r in self.record.get("reports", [])]  # type: ignore[misc]
 
@@ -135,7 +141,7 @@ def compare(
     if daemon:
         fc = (plugin.record or {}).get("fastcollect") or {}
         if not fc.get("served_by_daemon"):
-            d.append(f"plugin side was not served by the daemon: {_daemon_note(plugin)}")
+            d.append(f"plugin side was not served by the daemon: {plugin.daemon_note or '(no daemon note)'}")
     if not plain.record:
         d.append(f"plain side wrote no record (exit {plain.returncode}): {plain.stderr.strip()[-500:]}")
     if not plugin.record:
@@ -282,13 +288,6 @@ def start_daemon(path: Path, args: list[str], env: dict[str, str] | None, timeou
 
 def stop_daemon(path: Path, args: list[str], env: dict[str, str] | None) -> None:
     _daemon_command(path, args, "--daemon-stop", env, 60)
-
-
-def _daemon_note(side: Side) -> str:
-    for line in side.stdout.splitlines():
-        if line.startswith("fastcollect: daemon:"):
-            return line
-    return "(no daemon line; run with -v to see why)"
 
 
 def format_report(cmp: Comparison) -> str:
