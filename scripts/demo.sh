@@ -4,7 +4,8 @@
 # suite (both sides REPEAT times, alternating: a test flaky in plain pytest too, such as click's
 # timing-sensitive pager tests under load, is reported as flaky, not as a difference), a -k run that leaves
 # files unimported (and its referee), then the same through the warm daemon (a second run served by the
-# daemon the first one started). REPEAT defaults to 5.
+# daemon the first one started). REPEAT defaults to 5. The single runs only show what a user sees (a flaky
+# click test may fail in them, as in plain pytest); the referees decide the exit code.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -34,9 +35,9 @@ echo "== -k before import: the first run records the collection, the next -k run
 echo "== parity referee with -k (after a recorded run): plugin on vs -p no:fastcollect"
 "$py" -m pytest_fastcollect.parity "$cwd" --run --prime --repeat "$repeat" -- "${args[@]}" -k "test_echo and not pager"
 echo "== the warm daemon: the first run starts one, the second is served by it"
-"$py" -m pytest "${args[@]}" --fastcollect-auto-daemon -q | tail -1
+"$py" -m pytest "${args[@]}" --fastcollect-auto-daemon -q | tail -1 || true
 "$py" -m pytest "${args[@]}" --daemon-start | sed -n '1p'
-"$py" -m pytest "${args[@]}" --fastcollect-auto-daemon | grep -E "warm daemon|passed"
+"$py" -m pytest "${args[@]}" --fastcollect-auto-daemon | grep -E "warm daemon|passed" || true
 "$py" -m pytest "${args[@]}" --daemon-status
 echo "== parity referee through the daemon: full run of click's suite, $repeat runs per side"
 "$py" -m pytest_fastcollect.parity "$cwd" --run --daemon --repeat "$repeat" -- "${args[@]}"
