@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
 export FASTCOLLECT_APT_EXTRA="clang-14 libclang-rt-14-dev"  # the sanitizer and fuzzing builds below
-bash scripts/bootstrap.sh "$here/.venv" "pytest==9.2.0" "pytest-xdist==3.8.0" "pytest-cov==7.1.0" "coverage==7.17.0" "numpy==2.4.6"
+bash scripts/bootstrap.sh "$here/.venv" "pytest==9.2.0" "pytest-xdist==3.8.0" "pytest-cov==7.1.0" "coverage==7.17.0" "numpy==2.4.6" "watchfiles==1.3.0"
 sdists=$(ls -d "$here"/build/cp3*/_sdists 2>/dev/null | head -1)
 fuzz_seconds=${FASTCOLLECT_FUZZ_SECONDS:-20}
 
@@ -46,5 +46,5 @@ echo "== Python: pytest 9.x"
 "$here/.venv/bin/python" -m pytest tests/python -p no:cacheprovider -n "$jobs" "$@"
 
 echo "== Python: pytest 8.x"
-bash scripts/bootstrap.sh "$here/.venv-pytest8" "pytest==8.4.2" "pytest-xdist==3.8.0" "pytest-cov==7.1.0" "coverage==7.17.0" "numpy==2.4.6"
+bash scripts/bootstrap.sh "$here/.venv-pytest8" "pytest==8.4.2" "pytest-xdist==3.8.0" "pytest-cov==7.1.0" "coverage==7.17.0" "numpy==2.4.6" "watchfiles==1.3.0"
 "$here/.venv-pytest8/bin/python" -m pytest tests/python -p no:cacheprovider -n "$jobs" "$@"

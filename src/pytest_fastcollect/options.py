@@ -79,6 +79,30 @@ def add_options(parser: pytest.Parser) -> None:
         help="Have the warm daemon serve this run from level 0: pytest warm, the project imported fresh "
         "(what a run with a coverage plugin gets; to rule the warm project out).",
     )
+    group.addoption(
+        "--fastcollect-only",
+        action="append",
+        metavar="FILE",
+        default=None,
+        help="Collect only this test file of the run's selection (repeatable; the paths given stay the "
+        "run's initial paths: rootdir, conftests and node IDs as in the whole run). Watch mode's narrowed runs.",
+    )
+    group.addoption(
+        "--daemon-watch",
+        action="store_true",
+        default=False,
+        help="Watch mode: run the selection, then on each saved change re-run, through the warm daemon, the "
+        "tests the change can reach (keys on a terminal: a all, f failed, p file filter, t name filter, "
+        "Enter re-run, q quit; Ctrl-C leaves with the last exit code). Needs watchfiles "
+        "(pip install 'pytest-fastcollect[watch]').",
+    )
+    group.addoption(
+        "--daemon-watch-interrupt",
+        action="store_true",
+        default=False,
+        help="With --daemon-watch: a change during a run stops that run and starts the next one (default: "
+        "the change is queued for one more run).",
+    )
     for name, what in (
         ("start", "Start the warm daemon for this project (warm-up with the given paths and options), wait "
          "until it is warm, print its status and exit"),

@@ -11,7 +11,7 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pytest
 
@@ -53,6 +53,14 @@ def _module_path(name: str) -> str | None:
     if spec.submodule_search_locations:
         return os.path.dirname(spec.origin)
     return spec.origin
+
+
+def positional_args(parser: Any, args: Sequence[str]) -> list[str]:
+    """The positional arguments (paths, node IDs, --pyargs names) of command line `args` (pytest.Parser
+    `parser`), also those that pytest 8's known-args parse leaves among the unknown ones (positionals after
+    an option)."""
+    given, unknown = parser.parse_known_and_unknown_args(list(args))
+    return [*(getattr(given, "file_or_dir", None) or []), *(str(u) for u in unknown if not str(u).startswith("-"))]
 
 
 def decide_args(config: pytest.Config, args: list[str], pyargs: bool) -> list[str]:

@@ -5,7 +5,9 @@ the whole run (daemon/session.py); otherwise the plugin walks and scans the file
 a background thread, and in pytest_configure registers, when active, the plugin objects that hold this
 session's state: the records plugin (records_plugin.py: with -k/-m, test files whose recorded collection
 holds no selected test are left unimported; every run records what it collected) and, under pytest-xdist,
-the controller's hand-off to its workers (xdist.XdistController).
+the controller's hand-off to its workers (xdist.XdistController), and with --fastcollect-only the file
+restriction of watch mode's narrowed runs (watch/only.py). `--daemon-watch` makes this process the watch loop
+(watch/) instead of a run.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .state import DAEMON, STATE, State
 from .flow import RECORDS, RecordsRun
 from .records_plugin import RecordsPlugin
 from .selection import SkippedModule
+from .watch import only
 
 __all__ = ["DAEMON", "RECORDS", "STATE"]
 
@@ -72,6 +75,10 @@ def pytest_load_initial_conftests(
     # the whole run from here with this process's real terminal (SystemExit with the run's exit code);
     # otherwise the scan overlaps the import of the initial conftests and of everything they import.
     namespace = early_config.known_args_namespace
+    if getattr(namespace, "daemon_watch", False):  # watch mode: this process only runs the loop (watch/)
+        from .watch.command import run as watch
+
+        raise SystemExit(watch(early_config, parser))
     early_config.stash[DAEMON] = _daemon_decision(early_config, parser, namespace)
     _start(early_config, list(namespace.file_or_dir or []), namespace)
     return (yield)
@@ -99,6 +106,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if STATE not in config.stash:  # plugin registered after the initial conftests (e.g. `-p` in a conftest)
         _start(config, list(config.option.file_or_dir or []), config.option)
     state = config.stash[STATE]
+    only.register(config)
     worker = False
     if state.worker_pending:  # an xdist worker: read the controller's cache, never write
         state.worker_pending = False

@@ -106,7 +106,7 @@ def before_run(config: pytest.Config, parser: pytest.Parser, enabled: bool) -> D
     from .paths import DaemonPathError
 
     try:
-        from .spawn import positional_args
+        from ..paths import positional_args
 
         tgt = target(config, positional_args(parser, config.invocation_params.args))
     except DaemonPathError as exc:
@@ -166,7 +166,7 @@ def _run_command(command: str, config: pytest.Config, parser: pytest.Parser, tgt
     if command == "daemon_status":
         return control.status(tgt, out)
     if command == "daemon_stop":
-        from .spawn import positional_args
+        from ..paths import positional_args
 
         if positional_args(parser, config.invocation_params.args):
             return control.stop(tgt, out)

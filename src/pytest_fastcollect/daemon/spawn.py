@@ -20,6 +20,7 @@ import subprocess
 from dataclasses import replace
 from typing import Any, Sequence
 
+from ..paths import positional_args
 from .paths import DaemonFiles
 from .spec import Spec, serve_argv
 
@@ -101,13 +102,6 @@ _IMPORT_OPTIONS = {
     "ignore_glob": "--ignore-glob",
 }
 _IMPORT_FLAGS = {"noconftest": "--noconftest", "pyargs": "--pyargs"}
-
-
-def positional_args(parser: Any, args: Sequence[str]) -> list[str]:
-    """The positional arguments (paths, node IDs, --pyargs names) of command line `args`, also those that
-    pytest 8's known-args parse leaves among the unknown ones (positionals after an option)."""
-    given, unknown = parser.parse_known_and_unknown_args(list(args))
-    return [*(getattr(given, "file_or_dir", None) or []), *(str(u) for u in unknown if not str(u).startswith("-"))]
 
 
 def warm_args(parser: Any, args: Sequence[str], effective: Any) -> list[str]:
