@@ -75,7 +75,7 @@ def _plan(root: Path, changes: list[tuple[str, str]], selection: list[str] | Non
 def test_affected_a_test_file_nothing_names(project: Path) -> None:
     plan = _plan(project, [("modified", "tests/test_b.py")])
     assert plan.files == [str(project / "tests" / "test_b.py")]
-    assert "named by no other module" in plan.reason
+    assert "1 test file reaches tests/test_b.py" in plan.reason
 
 
 def test_affected_two_test_files_in_the_selection_order(project: Path) -> None:
@@ -90,29 +90,93 @@ def test_affected_a_new_test_file(project: Path) -> None:
     assert plan.files == [str(project / "tests" / "test_c.py")]
 
 
-@pytest.mark.parametrize("importer", [
-    "from test_b import test_b as again\n",                                # a static import
-    "from tests import test_b\n",                                          # a from-import of the module
-    "import importlib\nm = importlib.import_module('tests.test_b')\n",     # its dotted name in a string
-    "m = __import__(\"test_b\")\n",
+@pytest.mark.parametrize(("importer", "whole"), [
+    ("from test_b import test_b as again\n", False),                            # a static import: reaches it
+    ("from tests import test_b\n", False),                                      # a from-import of the module
+    ("import importlib\nm = importlib.import_module('tests.test_b')\n", True),  # its name in a string
+    ("m = __import__(\"test_b\")\n", True),
 ])
-def test_affected_a_test_file_another_module_names(project: Path, importer: str) -> None:
+def test_affected_a_test_file_another_module_names(project: Path, importer: str, whole: bool) -> None:
     (project / "tests" / "test_a.py").write_text(importer + "def test_a(): pass\n")
     plan = _plan(project, [("modified", "tests/test_b.py")])
-    assert plan.files is None and "named by tests/test_a.py" in plan.reason
+    if whole:
+        assert plan.files is None and "tests/test_a.py names tests/test_b.py in a string" in plan.reason
+    else:
+        assert plan.files == [str(project / "tests" / "test_a.py"), str(project / "tests" / "test_b.py")]
 
 
 @pytest.mark.parametrize(("kind", "rel", "why"), [
     ("modified", "conftest.py", "configures pytest"),
     ("modified", "pytest.ini", "configures pytest"),
     ("added", "tests/conftest.py", "configures pytest"),
-    ("modified", "tests/helper.py", "a Python file outside the test files"),
-    ("modified", "data.json", "a file outside the test files"),
+    ("modified", "data.json", "is not a Python file"),
     ("deleted", "tests/test_old.py", "was deleted"),
+    ("deleted", "tests/helper.py", "was deleted"),
 ])
 def test_affected_the_whole_selection(project: Path, kind: str, rel: str, why: str) -> None:
     plan = _plan(project, [(kind, rel), ("modified", "tests/test_a.py")])
     assert plan.files is None and why in plan.reason
+
+
+def test_affected_a_helper_the_test_files_that_reach_it(project: Path) -> None:
+    write(project, {
+        "src/pkg/__init__.py": "from .core import X\n",
+        "src/pkg/core.py": "X = 1\n",
+        "tests/mid.py": "import helper\n",
+        "tests/test_a.py": "import pkg\ndef test_a(): pass\n",
+        "tests/test_b.py": "def test_b():\n    from mid import helper\n",  # inside a function: counts
+    })
+    assert _plan(project, [("modified", "src/pkg/core.py")]).files == [str(project / "tests" / "test_a.py")]
+    plan = _plan(project, [("modified", "tests/helper.py")])
+    assert plan.files == [str(project / "tests" / "test_b.py")] and "1 test file reaches tests/helper.py" in plan.reason
+    both = _plan(project, [("modified", "tests/helper.py"), ("modified", "src/pkg/core.py")])
+    assert both.files == [str(project / "tests" / n) for n in ("test_a.py", "test_b.py")]
+
+
+def test_affected_a_helper_no_test_reaches(project: Path) -> None:
+    plan = _plan(project, [("added", "tests/helper.py")])
+    assert plan.files == [] and "no test file imports tests/helper.py" in plan.reason
+
+
+def test_affected_a_new_module_a_failing_import_wanted(project: Path) -> None:
+    """A test file whose import failed until the module was added reaches it by name."""
+    (project / "tests" / "test_b.py").write_text("import newmod\ndef test_b(): pass\n")
+    (project / "tests" / "newmod.py").write_text("")
+    assert _plan(project, [("added", "tests/newmod.py")]).files == [str(project / "tests" / "test_b.py")]
+
+
+@pytest.mark.parametrize(("files", "why"), [
+    ({"conftest.py": "import helper\n"}, "conftest.py imports tests/helper.py"),
+    ({"tests/test_a.py": "import importlib\nimportlib.import_module('helper')\n"}, "tests/test_a.py names tests/helper.py"),
+    ({"conftest.py": "pytest_plugins = ['helper']\n"}, "names tests/helper.py in a string"),
+    ({"conftest.py": "def pytest_collect_file(file_path, parent): pass\n"}, "conftest.py collects Python files itself"),
+])
+def test_affected_a_helper_the_whole_selection(project: Path, files: dict[str, str], why: str) -> None:
+    write(project, {"tests/test_b.py": "import helper\ndef test_b(): pass\n", **files})
+    plan = _plan(project, [("modified", "tests/helper.py")])
+    assert plan.files is None and why in plan.reason, plan.reason
+
+
+def test_affected_a_module_imported_at_start_or_a_python_collector(project: Path) -> None:
+    files = sorted(str(p) for p in project.rglob("*.py"))
+    selection = [str(project / "tests" / n) for n in ("test_a.py", "test_b.py")]
+    helper = [Change("modified", str(project / "tests" / "helper.py"))]
+    started = ProjectScan(str(project), files, startup_files=[str(project / "tests" / "helper.py")])
+    assert "was imported when pytest started" in affected(helper, selection, started).reason
+    doctest = ProjectScan(str(project), files, collects_python="--doctest-modules")
+    assert affected(helper, selection, doctest).files is None
+    test_file = [Change("modified", str(project / "tests" / "test_b.py"))]
+    assert affected(test_file, selection, doctest).files == [str(project / "tests" / "test_b.py")]
+
+
+def test_project_scan_reads_a_file_again_only_when_it_changed(project: Path) -> None:
+    files = sorted(str(p) for p in project.rglob("*.py"))
+    scan = ProjectScan(str(project), files)
+    test_a = str(project / "tests" / "test_a.py")
+    assert "helper" not in (scan.imports(test_a) or set())
+    _save(project / "tests" / "test_a.py", "import helper\n")
+    scan.refresh(files)
+    assert "helper" in (scan.imports(test_a) or set())
 
 
 # ---- the run commands ---------------------------------------------------------------------------------
@@ -354,19 +418,21 @@ def test_watch_in_a_terminal(tmp_path: Path) -> None:
         _save(tmp_path / "tests" / "test_b.py", "def test_b(): pass\ndef test_b2(): assert 0\n")
         out = term.wait_for(WAITING, 2)
         assert "tests/test_b.py changed: running 1 test file" in out and "1 failed, 1 passed" in out
+        assert "test_a" not in out.split("tests/test_b.py changed")[1]
         # two saves within the grouping window: one run
         _save(tmp_path / "tests" / "test_b.py", "def test_b(): pass\ndef test_b2(): assert 0\n# 1\n")
         _save(tmp_path / "tests" / "test_b.py", "def test_b(): pass\ndef test_b2(): assert 0\n# 2\n")
         term.wait_for(WAITING, 3)
         time.sleep(1.0)
         assert len(re.findall(WAITING, term.text())) == 3
-        # a helper: the whole selection
+        # a helper: the test files that import it
         _save(tmp_path / "tests" / "helper.py", "X = 2\n")
         out = term.wait_for(WAITING, 4)
-        assert "tests/helper.py changed: running the whole selection" in out and "2 failed, 1 passed" in out
+        assert "tests/helper.py changed: running 1 test file (1 test file reaches tests/helper.py)" in out
+        assert re.search(r"\n1 failed in ", out), out
         term.send("f")
         out = term.wait_for(WAITING, 5)
-        assert "running the tests that failed last" in out
+        assert "running the tests that failed last" in out and "2 failed in" in out
         term.send("t")
         term.wait_for("name filter")
         term.send("test_b\n")
@@ -495,3 +561,29 @@ def test_ignored_counts_folders_below_the_watched_root_only(tmp_path: Path) -> N
     assert not ignored(str(root / "tests" / "test_a.py"), roots=[str(root)])
     assert ignored(str(root / "tests" / "__pycache__" / "x.py"), roots=[str(root)])
     assert ignored(str(root / "tests" / "test_a.py"))
+
+
+def test_watched_folders_include_an_installed_package_under_test(tmp_path: Path) -> None:
+    from pytest_fastcollect.watch.command import watched_folders
+
+    site = tmp_path / "venv" / "lib" / "site-packages"
+    (site / "pkg" / "sub" / "tests").mkdir(parents=True)
+    for folder in (site / "pkg", site / "pkg" / "sub", site / "pkg" / "sub" / "tests"):
+        (folder / "__init__.py").write_text("")
+    (tmp_path / "venv" / "pyvenv.cfg").write_text("")
+    (tmp_path / "tests").mkdir()
+    root = str(tmp_path)
+    assert watched_folders(root, [str(tmp_path / "tests")]) == [root]
+    assert watched_folders(root, [str(site / "pkg" / "sub" / "tests")]) == [root, str(site / "pkg")]
+    assert watched_folders("/elsewhere", [str(site / "pkg" / "sub")]) == ["/elsewhere", str(site / "pkg")]
+
+
+@pytest.mark.parametrize(("text", "named"), [
+    ("import_module('pkg.helper')", True), ('__all__ = ["helper"]', True), ("run('scripts/helper.py')", True),
+    ('x = "helper"', True), ("doc = 'a helper function'", False), ("name = 'helpers'", False),
+    ("name = 'my_helper'", False),
+])
+def test_named_in_string(project: Path, text: str, named: bool) -> None:
+    (project / "tests" / "test_a.py").write_text(text + "\n")
+    scan = ProjectScan(str(project), sorted(str(p) for p in project.rglob("*.py")))
+    assert (scan.named_in_string(str(project / "tests" / "helper.py")) is not None) is named

@@ -5,17 +5,22 @@ Two concerns, each a rule table:
 - `ignored(path)`: events nobody's tests depend on: version control, caches, build output, virtual
   environments, bytecode, editor swap and backup files (the folder and name lists below; watchfiles'
   DefaultFilter lists most of them too), and the folders given by the caller (pytest's cache_dir).
-- `affected(changes, selection)`: which tests the next run must include. The answer is sound first: it may
-  run more than the change can reach, never less. Anything the rules cannot tell about means the whole
-  selection:
+- `affected(changes, selection, project)`: which tests the next run must include. The answer is sound first:
+  it may run more than the change can reach, never less. Anything the rules cannot tell about means the
+  whole selection:
 
   | change | next run |
   |---|---|
-  | a test file of the selection modified or added, whose module no other project file names (an import the scanner sees, or its dotted name in a string, as `importlib.import_module` takes it) | that test file |
-  | a test file deleted, a conftest, an ini or config file, any other Python file, any other file | the whole selection |
+  | a conftest, an ini or config file (CONFIG_NAMES), a deleted Python file, any file that is not Python | the whole selection |
+  | a Python file (a test file, a helper, the code under test) | the test files of the selection that reach it (below), or nothing when none does |
+  | ... but it, or a file that reaches it, is a conftest, was imported when pytest started (an entry-point plugin: in this process's sys.modules), or is spelled as a module name or path in a string literal of a project file (`importlib.import_module("pkg.mod")`, `pytest_plugins`, `__all__`, a script path); or a plugin collects Python files itself (`--doctest-modules`, a `pytest_collect_file` hook other than pytest's) | the whole selection |
 
-  (Other Python files, helpers and the code under test, select the whole selection for now: the warm
-  daemon re-imports only what they reach, so such a run is still a warm one.)
+  "Reaches" is by name, not by resolution, so that a `sys.path` edit or an import mode cannot hide an edge:
+  a file reaches a changed file when one of its import statements (the C++ scanner; also inside functions)
+  uses one of the changed file's module names (its stem, or a dotted tail of its path under rootdir; a
+  package's `__init__.py` by the package's names), and so on transitively. A common stem (`utils`) only
+  makes the answer bigger. Not seen: an import whose name is computed at run time
+  (`importlib.import_module(f"pkg.{name}")`), and a file read as data by its path built at run time.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 #: Folder names whose contents are never a project edit.
 IGNORED_DIRS = frozenset({
@@ -92,10 +97,13 @@ class Plan:
         return self.files is None
 
 
-def _module_names(path: str, rootdir: str) -> set[str]:
+def module_names(path: str, rootdir: str) -> set[str]:
     """The names a module file may be imported by: its stem, and its dotted paths relative to each of its
-    parent folders up to rootdir (`tests/unit/test_x.py`: test_x, unit.test_x, tests.unit.test_x)."""
+    parent folders up to rootdir (`tests/unit/test_x.py`: test_x, unit.test_x, tests.unit.test_x); for a
+    package's `__init__.py`, the package's (the folder's) names."""
     p = Path(path)
+    if p.name == "__init__.py":
+        p = p.parent
     parts = [p.stem]
     names = {p.stem}
     parent = p.parent
@@ -108,27 +116,6 @@ def _module_names(path: str, rootdir: str) -> set[str]:
         parts.insert(0, root.name)
         names.add(".".join(parts))
     return names
-
-
-def named_elsewhere(path: str, project_files: Iterable[str], rootdir: str, imports: dict[str, set[str]]) -> str | None:
-    """The first project file other than `path` that names `path`'s module (see the module docstring), or
-    None. `imports`: per project file, every dotted name and component its import statements use
-    (import_names). Files that cannot be read count as naming it (we cannot tell)."""
-    names = _module_names(path, rootdir)
-    stem = Path(path).stem
-    quoted = re.compile(r"""['"]([\w.]*\.)?""" + re.escape(stem) + r"""['"]""")
-    for other in project_files:
-        if other == path:
-            continue
-        if names & imports.get(other, set()):
-            return other
-        try:
-            text = Path(other).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return other
-        if stem in text and quoted.search(text):
-            return other
-    return None
 
 
 def import_names(infos: Iterable[object]) -> set[str]:
@@ -150,47 +137,141 @@ def import_names(infos: Iterable[object]) -> set[str]:
     return out
 
 
-def affected(changes: list[Change], selection: list[str], scan_project: "ProjectScan") -> Plan:
+class ProjectScan:
+    """The project's Python files, their import statements (the C++ scanner) and their text, cached by stat
+    between plans (refresh() with the files walked after each change). `startup_files`: module files this
+    process imported before any conftest (pytest's entry-point plugins); `collects_python`: why every
+    Python file may be a collected file of its own (a plugin's pytest_collect_file, --doctest-modules), or
+    None."""
+
+    def __init__(self, rootdir: str, files: list[str], startup_files: Iterable[str] = (),
+                 collects_python: str | None = None) -> None:
+        self.rootdir = rootdir
+        self.startup_files = set(startup_files)
+        self.collects_python = collects_python
+        self._cache: dict[str, tuple[tuple[int, int], set[str], str]] = {}
+        self.files: list[str] = []
+        self.refresh(files)
+
+    def refresh(self, files: list[str]) -> None:
+        """Read again the files whose stat changed (and the new ones); forget the ones gone."""
+        self.files = list(files)
+        stale = []
+        for f in self.files:
+            try:
+                st = os.stat(f)
+            except OSError:
+                continue
+            key = (st.st_mtime_ns, st.st_size)
+            if f not in self._cache or self._cache[f][0] != key:
+                stale.append((f, key))
+        if stale:
+            from .. import _core
+
+            infos = _core.scan_files([f for f, _ in stale], ["test"], ["Test"], 0)
+            for (f, key), info in zip(stale, infos):
+                try:
+                    text = Path(f).read_text(encoding="utf-8", errors="replace")
+                except OSError:
+                    text = None
+                # a file that cannot be read is taken to import and name everything (None)
+                self._cache[f] = (key, import_names(info.imports) if text is not None else None, text)  # type: ignore[assignment]
+        known = set(self.files)
+        for f in [f for f in self._cache if f not in known]:
+            del self._cache[f]
+
+    def imports(self, path: str) -> set[str] | None:
+        entry = self._cache.get(path)
+        return entry[1] if entry is not None else set()
+
+    def text(self, path: str) -> str | None:
+        entry = self._cache.get(path)
+        return entry[2] if entry is not None else ""
+
+    def reach(self, changed: Iterable[str]) -> set[str]:
+        """The changed paths and every project file that reaches one, transitively (see the module
+        docstring: by module name)."""
+        reached = set(changed)
+        frontier = set(reached)
+        while frontier:
+            names = set().union(*(module_names(p, self.rootdir) for p in frontier))
+            frontier = set()
+            for f in self.files:
+                if f in reached:
+                    continue
+                used = self.imports(f)
+                if used is None or names & used:
+                    frontier.add(f)
+            reached |= frontier
+        return reached
+
+    def conftest_collector(self) -> str | None:
+        """A conftest that implements pytest_collect_file (it may collect any file), or None."""
+        for f in self.files:
+            if os.path.basename(f) != "conftest.py":
+                continue
+            text = self.text(f)
+            if text is None or "pytest_collect_file" in text:
+                return _rel(f, self.rootdir)
+        return None
+
+    def named_in_string(self, path: str) -> str | None:
+        """A project file other than `path` with a string literal that spells `path`'s module as a name or a
+        path (`"pkg.mod"`, `'mod'`, `"pkg/mod.py"`: a dynamic import, `pytest_plugins`, `__all__`, a script
+        run by path), or None. Prose that merely uses the word does not count (no spaces in the literal)."""
+        p = Path(path)
+        stem = p.parent.name if p.name == "__init__.py" else p.stem
+        literal = re.compile(r"""(['"])([\w.\-/\\]*[./\\])?""" + re.escape(stem) + r"""((\.py)|[./\\][\w.\-/\\]*)?\1""")
+        for other in self.files:
+            if other == path:
+                continue
+            text = self.text(other)
+            if text is None:
+                return other
+            if stem in text and literal.search(text):
+                return other
+        return None
+
+
+def affected(changes: list[Change], selection: list[str], project: ProjectScan) -> Plan:
     """The next run for `changes` (see the table in the module docstring). `selection`: the test files of
-    the watched selection, in pytest's order, as walked after the changes; `scan_project` tells which
-    project files name a module."""
+    the watched selection, in pytest's order, as walked after the changes; `project` the project's files
+    (refreshed after the changes)."""
     changed = sorted({c.path for c in changes})
-    in_selection = set(selection)
-    test_files: set[str] = set()
+    rel = lambda path: _rel(path, project.rootdir)  # noqa: E731
+    python = []
     for change in changes:
         name = os.path.basename(change.path)
         if name in CONFIG_NAMES:
-            return Plan(None, f"{_rel(change.path, scan_project.rootdir)} configures pytest", changed)
-        if change.path not in in_selection:
-            if change.kind == "deleted" and change.path.endswith(".py"):
-                return Plan(None, f"{_rel(change.path, scan_project.rootdir)} was deleted", changed)
-            what = "a Python file" if change.path.endswith(".py") else "a file"
-            return Plan(None, f"{_rel(change.path, scan_project.rootdir)} is {what} outside the test files", changed)
-        test_files.add(change.path)
-    for path in sorted(test_files):
-        other = scan_project.names(path)
+            return Plan(None, f"{rel(change.path)} configures pytest", changed)
+        if not change.path.endswith(".py"):
+            return Plan(None, f"{rel(change.path)} is not a Python file (a test may read it)", changed)
+        if change.kind == "deleted":
+            return Plan(None, f"{rel(change.path)} was deleted", changed)
+        python.append(change.path)
+    in_selection = set(selection)
+    collector = project.collects_python or project.conftest_collector()
+    if collector and any(p not in in_selection for p in python):
+        return Plan(None, f"{collector} collects Python files itself", changed)
+    reached = project.reach(python)
+    for path in sorted(reached):
+        if os.path.basename(path) == "conftest.py":
+            return Plan(None, f"{rel(path)} imports {_first(python, rel)}", changed)
+        if path in project.startup_files:
+            return Plan(None, f"{rel(path)} was imported when pytest started (a plugin)", changed)
+        other = project.named_in_string(path)
         if other is not None:
-            return Plan(None, f"{_rel(path, scan_project.rootdir)} is named by {_rel(other, scan_project.rootdir)}", changed)
-    files = [f for f in selection if f in test_files]
-    what = "test file" if len(files) == 1 else "test files"
-    return Plan(files, f"{len(files)} {what} changed, named by no other module", changed)
+            return Plan(None, f"{rel(other)} names {rel(path)} in a string", changed)
+    files = [f for f in selection if f in reached]
+    if not files:
+        return Plan([], f"no test file imports {_first(python, rel)}", changed)
+    what = "test file reaches" if len(files) == 1 else "test files reach"
+    return Plan(files, f"{len(files)} {what} {_first(python, rel)}", changed)
 
 
-class ProjectScan:
-    """The project's Python files and their import statements (the C++ scanner), for named_elsewhere."""
-
-    def __init__(self, rootdir: str, project_files: list[str]) -> None:
-        self.rootdir = rootdir
-        self.files = project_files
-        self._imports: dict[str, set[str]] | None = None
-
-    def names(self, path: str) -> str | None:
-        if self._imports is None:
-            from .. import _core
-
-            infos = _core.scan_files(self.files, ["test"], ["Test"], 0)
-            self._imports = {f: import_names(i.imports) for f, i in zip(self.files, infos)}
-        return named_elsewhere(path, self.files, self.rootdir, self._imports)
+def _first(paths: list[str], rel: Any) -> str:
+    shown = rel(sorted(paths)[0])
+    return shown if len(paths) == 1 else f"{shown} and {len(paths) - 1} more"
 
 
 def _rel(path: str, rootdir: str) -> str:

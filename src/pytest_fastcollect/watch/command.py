@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from dataclasses import replace
 
 import pytest
 
 from ..discovery import walk
 from ..paths import path_rules, positional_args
+from .changes import ProjectScan
 from .loop import Command, Watch, interpreter_prefix, watchfiles_watcher
 
 WATCH_FLAGS = ("--daemon-watch", "--daemon-watch-interrupt")
@@ -41,10 +43,67 @@ def command_of(config: pytest.Config, parser: pytest.Parser) -> Command:
         positional=positional,
         rootdir=str(config.rootpath),
         cwd=str(config.invocation_params.dir),
-        narrowable=not getattr(options, "pyargs", False) and not any("::" in p for p in positional),
         cache=not config.pluginmanager.is_blocked("cacheprovider"),
         keyword=getattr(options, "keyword", "") or None,
     )
+
+
+#: pytest's own pytest_collect_file implementations: python_files modules, and doctest's text files (its
+#: modules only with --doctest-modules, checked apart).
+BUILTIN_COLLECTORS = frozenset({"_pytest.python", "_pytest.doctest"})
+
+
+def startup_files(rootdir: str) -> list[str]:
+    """Module files under rootdir this process imported before any conftest (entry-point plugins of the
+    project itself, e.g. an editable install with a pytest11 entry point)."""
+    prefix = rootdir.rstrip(os.sep) + os.sep
+    out = []
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and path.startswith(prefix):
+            out.append(os.path.abspath(path))
+    return out
+
+
+def python_collector(config: pytest.Config) -> str | None:
+    """Why any Python file may be collected on its own (then an edit outside the test files runs the whole
+    selection): --doctest-modules, or a loaded plugin's pytest_collect_file other than pytest's."""
+    if getattr(config.known_args_namespace, "doctestmodules", False):
+        return "--doctest-modules"
+    for impl in config.pluginmanager.hook.pytest_collect_file.get_hookimpls():
+        name = getattr(impl.plugin, "__name__", "") or impl.plugin_name
+        if name not in BUILTIN_COLLECTORS:
+            return f"the plugin {impl.plugin_name}"
+    return None
+
+
+def _in_project(rootdir: str, path: str) -> bool:
+    """`path` is under rootdir and not inside a virtual environment there (a folder with pyvenv.cfg)."""
+    prefix = rootdir.rstrip(os.sep) + os.sep
+    if path != rootdir and not path.startswith(prefix):
+        return False
+    folder = os.path.dirname(path)
+    while len(folder) > len(rootdir):
+        if os.path.isfile(os.path.join(folder, "pyvenv.cfg")):
+            return False
+        folder = os.path.dirname(folder)
+    return True
+
+
+def watched_folders(rootdir: str, roots: list[str]) -> list[str]:
+    """rootdir, and for each initial path outside the project (`--pyargs` tests in an installed package,
+    also in a venv below rootdir) the folder of its top-level package, so that the package's conftests and
+    modules are watched and scanned too."""
+    out = [rootdir]
+    for root in roots:
+        if _in_project(rootdir, root):
+            continue
+        folder = root if os.path.isdir(root) else os.path.dirname(root)
+        while os.path.isfile(os.path.join(os.path.dirname(folder), "__init__.py")):
+            folder = os.path.dirname(folder)
+        if folder not in out:
+            out.append(folder)
+    return out
 
 
 def run(config: pytest.Config, parser: pytest.Parser) -> int:
@@ -58,12 +117,13 @@ def run(config: pytest.Config, parser: pytest.Parser) -> int:
     def selection() -> list[str]:
         return [f for f in walk(rules, 1).files if f.endswith(".py")]
 
-    def project_files() -> list[str]:
-        return [f for f in walk(replace(rules, roots=[rootdir], python_files=["*.py"]), 0).files if f.endswith(".py")]
+    watched = watched_folders(rootdir, rules.roots)
 
+    def project_files() -> list[str]:
+        return [f for f in walk(replace(rules, roots=watched, python_files=["*.py"]), 0).files if f.endswith(".py")]
+
+    project = ProjectScan(rootdir, [], startup_files(rootdir), python_collector(config))
     cache_dir = os.path.join(rootdir, str(config.getini("cache_dir")))
-    outside = [r for r in rules.roots if not (r == rootdir or r.startswith(rootdir.rstrip(os.sep) + os.sep))]
-    watched = [rootdir, *outside]
     interrupt = bool(getattr(options, "daemon_watch_interrupt", False))
     return Watch(command, selection, project_files, watchfiles_watcher(watched, [cache_dir]),
-                 interrupt=interrupt, ignore_dirs=[cache_dir], roots=watched).main()
+                 interrupt=interrupt, ignore_dirs=[cache_dir], roots=watched, project=project).main()

@@ -9,8 +9,8 @@ run, `--fastcollect-only` and the files). The loop itself never imports the proj
   plugin is on and the command line sets no order of its own).
 - Then watchfiles (inotify) reports saved changes, grouped until 50 ms pass without a new one (so an
   editor's write-and-rename, or two quick saves, make one run); changes.ignored() drops the events no test
-  depends on, changes.affected() decides what the next run needs: a test file nothing else names, or the
-  whole selection.
+  depends on, changes.affected() decides what the next run needs: the test files that reach the changed
+  files, nothing, or the whole selection.
 - A change during a run is queued: one more run follows with all that changed meanwhile. With
   `--daemon-watch-interrupt` the run gets SIGINT (pytest stops, as on Ctrl-C) and the next run starts.
 - Keys when stdin is a terminal (terminal.py), read between runs only; a one-line status after each run.
@@ -54,7 +54,6 @@ class Command:
     positional: list[str]
     rootdir: str
     cwd: str
-    narrowable: bool = True
     cache: bool = True
     keyword: str | None = None
 
@@ -101,8 +100,9 @@ def interpreter_prefix() -> list[str]:
 
 class Watch:
     """The loop (see the module docstring). `selection()` gives the test files of the selection in
-    pytest's order (walked again after changes), `project_files()` the project's Python files; `watcher`
-    yields batches of (kind, path) every TICK_MS at least (an empty batch when nothing changed)."""
+    pytest's order (walked again after changes), `project_files()` the project's Python files (`project`
+    caches what they import); `watcher` yields batches of (kind, path) every TICK_MS at least (an empty
+    batch when nothing changed)."""
 
     def __init__(
         self,
@@ -114,6 +114,7 @@ class Watch:
         interrupt: bool = False,
         ignore_dirs: Iterable[str] = (),
         roots: Iterable[str] = (),
+        project: ProjectScan | None = None,
         keys: Keys | None = None,
         out: IO[str] | None = None,
         spawn: Callable[[list[str], str], subprocess.Popen] | None = None,
@@ -125,6 +126,7 @@ class Watch:
         self.interrupt = interrupt
         self.ignore_dirs = list(ignore_dirs)
         self.roots = list(roots) or [command.rootdir]
+        self.project = project or ProjectScan(command.rootdir, [])
         self.keys = keys or Keys()
         self.out = out or sys.stdout
         self.spawn = spawn or (lambda argv, cwd: subprocess.Popen(argv, cwd=cwd))
@@ -153,18 +155,15 @@ class Watch:
             if not files:
                 self.say(f"no test file matches the file filter {self.file_filter!r}")
                 return
-        if files is not None and not self.command.narrowable:
-            files = None
+        if files == []:
+            self.say(f"{_changed(plan, self.command.rootdir)}nothing to run ({plan.reason}); waiting for changes")
+            return
         self.last = (plan, failed)
         what = "the tests that failed last" if failed else "the whole selection" if files is None else (
             f"{len(files)} test file{'s' if len(files) != 1 else ''}")
         filters = "".join(f", {label} {value!r}" for label, value in (("name filter", self.name_filter),
                                                                        ("file filter", self.file_filter)) if value)
-        changed = ""
-        if plan.changed:
-            shown = ", ".join(os.path.relpath(p, self.command.rootdir) for p in plan.changed[:3])
-            changed = f"{shown}{' ...' if len(plan.changed) > 3 else ''} changed: "
-        self.say(f"{changed}running {what} ({plan.reason}{filters})")
+        self.say(f"{_changed(plan, self.command.rootdir)}running {what} ({plan.reason}{filters})")
         self.keys.release()
         self._saved_at = _newest_mtime(plan.changed)
         self._plan, self._started, self._interrupted = plan, time.monotonic(), False
@@ -183,8 +182,8 @@ class Watch:
     def _plan_pending(self) -> Plan:
         changes = [Change(kind, path) for path, kind in self.pending.items()]
         self.pending = {}
-        scan = ProjectScan(self.command.rootdir, self.project_files())
-        return affected(changes, self.selection(), scan)
+        self.project.refresh(self.project_files())
+        return affected(changes, self.selection(), self.project)
 
     def _add(self, batch: Iterable[tuple[Any, str]]) -> bool:
         added = False
@@ -271,6 +270,13 @@ class Watch:
         finally:
             signal.signal(signal.SIGINT, previous)
         self._proc = None
+
+
+def _changed(plan: Plan, rootdir: str) -> str:
+    if not plan.changed:
+        return ""
+    shown = ", ".join(os.path.relpath(p, rootdir) for p in plan.changed[:3])
+    return f"{shown}{' ...' if len(plan.changed) > 3 else ''} changed: "
 
 
 def _exit_code(returncode: int) -> int:
