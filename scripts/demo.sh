@@ -18,7 +18,12 @@ cd "$cwd"
 # every daemon this demo starts (also those the referee's plugin side starts) lives in this socket folder
 export XDG_RUNTIME_DIR=$(mktemp -d /tmp/fcdemoXXXX)   # a socket folder of its own (removed at the end)
 chmod 700 "$XDG_RUNTIME_DIR"
-stop_daemons() {  # every daemon started here (the referee's has a key of its own), then their folder
+# and a temporary folder of its own: pytest's tmp_path root (<TMPDIR>/pytest-of-<user>) is shared by every
+# pytest session of the user, and one session's clean-up of old folders can race another's (a PytestWarning
+# "(rm_rf) error removing .../garbage-...", an error under click's filterwarnings; pytest-dev/pytest#13269)
+export TMPDIR="$XDG_RUNTIME_DIR/tmp"
+mkdir -p "$TMPDIR"
+stop_daemons() {  # every daemon started here (the referee's has a key of its own), then their folders
   for f in "$XDG_RUNTIME_DIR"/pytest-fastcollect/*.pid; do [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
   sleep 1; rm -rf "$XDG_RUNTIME_DIR"
 }

@@ -13,6 +13,8 @@ out=${OUT:-$here/benchmarks/results/real-suites-referee-$(date +%Y-%m-%d)}
 mkdir -p "$out"
 export XDG_RUNTIME_DIR=$(mktemp -d /tmp/fcrefXXXX)
 chmod 700 "$XDG_RUNTIME_DIR"
+export TMPDIR="$XDG_RUNTIME_DIR/tmp"  # pytest's tmp_path root of its own (see demo.sh: pytest-dev/pytest#13269)
+mkdir -p "$TMPDIR"
 stop_daemons() {
   for f in "$XDG_RUNTIME_DIR"/pytest-fastcollect/*.pid; do [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
   sleep 1; rm -rf "$XDG_RUNTIME_DIR"
