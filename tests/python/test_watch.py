@@ -90,19 +90,17 @@ def test_affected_a_new_test_file(project: Path) -> None:
     assert plan.files == [str(project / "tests" / "test_c.py")]
 
 
-@pytest.mark.parametrize(("importer", "whole"), [
-    ("from test_b import test_b as again\n", False),                            # a static import: reaches it
-    ("from tests import test_b\n", False),                                      # a from-import of the module
-    ("import importlib\nm = importlib.import_module('tests.test_b')\n", True),  # its name in a string
-    ("m = __import__(\"test_b\")\n", True),
+@pytest.mark.parametrize("importer", [
+    "from test_b import test_b as again\n",                            # a static import: reaches it
+    "from tests import test_b\n",                                      # a from-import of the module
+    "import importlib\nm = importlib.import_module('tests.test_b')\n",  # its name in a string
+    "m = __import__(\"test_b\")\n",
+    "import runpy\nrunpy.run_path('tests/test_b.py')\n",               # its path in a string
 ])
-def test_affected_a_test_file_another_module_names(project: Path, importer: str, whole: bool) -> None:
+def test_affected_a_test_file_another_module_names(project: Path, importer: str) -> None:
     (project / "tests" / "test_a.py").write_text(importer + "def test_a(): pass\n")
     plan = _plan(project, [("modified", "tests/test_b.py")])
-    if whole:
-        assert plan.files is None and "tests/test_a.py names tests/test_b.py in a string" in plan.reason
-    else:
-        assert plan.files == [str(project / "tests" / "test_a.py"), str(project / "tests" / "test_b.py")]
+    assert plan.files == [str(project / "tests" / "test_a.py"), str(project / "tests" / "test_b.py")]
 
 
 @pytest.mark.parametrize(("kind", "rel", "why"), [
@@ -147,8 +145,9 @@ def test_affected_a_new_module_a_failing_import_wanted(project: Path) -> None:
 
 @pytest.mark.parametrize(("files", "why"), [
     ({"conftest.py": "import helper\n"}, "conftest.py imports tests/helper.py"),
-    ({"tests/test_a.py": "import importlib\nimportlib.import_module('helper')\n"}, "tests/test_a.py names tests/helper.py"),
-    ({"conftest.py": "pytest_plugins = ['helper']\n"}, "names tests/helper.py in a string"),
+    ({"conftest.py": "pytest_plugins = ['helper']\n"}, "conftest.py imports tests/helper.py"),
+    ({"tests/mid.py": "import helper\n", "conftest.py": "import importlib\nimportlib.import_module('mid')\n"},
+     "conftest.py imports tests/helper.py"),
     ({"conftest.py": "def pytest_collect_file(file_path, parent): pass\n"}, "conftest.py collects Python files itself"),
 ])
 def test_affected_a_helper_the_whole_selection(project: Path, files: dict[str, str], why: str) -> None:
@@ -172,11 +171,12 @@ def test_affected_a_module_imported_at_start_or_a_python_collector(project: Path
 def test_project_scan_reads_a_file_again_only_when_it_changed(project: Path) -> None:
     files = sorted(str(p) for p in project.rglob("*.py"))
     scan = ProjectScan(str(project), files)
-    test_a = str(project / "tests" / "test_a.py")
-    assert "helper" not in (scan.imports(test_a) or set())
+    test_a, helper = str(project / "tests" / "test_a.py"), str(project / "tests" / "helper.py")
+    assert test_a not in scan.reach([helper])
     _save(project / "tests" / "test_a.py", "import helper\n")
+    assert test_a not in scan.reach([helper])  # not refreshed yet
     scan.refresh(files)
-    assert "helper" in (scan.imports(test_a) or set())
+    assert test_a in scan.reach([helper])
 
 
 # ---- the run commands ---------------------------------------------------------------------------------
@@ -578,12 +578,12 @@ def test_watched_folders_include_an_installed_package_under_test(tmp_path: Path)
     assert watched_folders("/elsewhere", [str(site / "pkg" / "sub")]) == ["/elsewhere", str(site / "pkg")]
 
 
-@pytest.mark.parametrize(("text", "named"), [
+@pytest.mark.parametrize(("text", "reaches"), [
     ("import_module('pkg.helper')", True), ('__all__ = ["helper"]', True), ("run('scripts/helper.py')", True),
     ('x = "helper"', True), ("doc = 'a helper function'", False), ("name = 'helpers'", False),
     ("name = 'my_helper'", False),
 ])
-def test_named_in_string(project: Path, text: str, named: bool) -> None:
+def test_a_name_spelled_in_a_string_reaches(project: Path, text: str, reaches: bool) -> None:
     (project / "tests" / "test_a.py").write_text(text + "\n")
     scan = ProjectScan(str(project), sorted(str(p) for p in project.rglob("*.py")))
-    assert (scan.named_in_string(str(project / "tests" / "helper.py")) is not None) is named
+    assert (str(project / "tests" / "test_a.py") in scan.reach([str(project / "tests" / "helper.py")])) is reaches

@@ -13,14 +13,17 @@ Two concerns, each a rule table:
   |---|---|
   | a conftest, an ini or config file (CONFIG_NAMES), a deleted Python file, any file that is not Python | the whole selection |
   | a Python file (a test file, a helper, the code under test) | the test files of the selection that reach it (below), or nothing when none does |
-  | ... but it, or a file that reaches it, is a conftest, was imported when pytest started (an entry-point plugin: in this process's sys.modules), or is spelled as a module name or path in a string literal of a project file (`importlib.import_module("pkg.mod")`, `pytest_plugins`, `__all__`, a script path); or a plugin collects Python files itself (`--doctest-modules`, a `pytest_collect_file` hook other than pytest's) | the whole selection |
+  | ... but it, or a file that reaches it, is a conftest or was imported when pytest started (an entry-point plugin: in this process's sys.modules); or a plugin collects Python files itself (`--doctest-modules`, a `pytest_collect_file` hook other than pytest's) | the whole selection |
 
   "Reaches" is by name, not by resolution, so that a `sys.path` edit or an import mode cannot hide an edge:
   a file reaches a changed file when one of its import statements (the C++ scanner; also inside functions)
-  uses one of the changed file's module names (its stem, or a dotted tail of its path under rootdir; a
-  package's `__init__.py` by the package's names), and so on transitively. A common stem (`utils`) only
-  makes the answer bigger. Not seen: an import whose name is computed at run time
-  (`importlib.import_module(f"pkg.{name}")`), and a file read as data by its path built at run time.
+  or one of its name-like string literals (`importlib.import_module("pkg.mod")`, `pytest_plugins`,
+  `__all__`, a script path: no spaces) uses one of the changed file's module names (its stem, or a dotted
+  tail of its path under rootdir; a package's `__init__.py` by the package's names), and so on
+  transitively. A common stem (`utils`) only makes the answer bigger; a package whose `__init__.py` imports
+  its subpackages (sympy) makes every test that imports the package reach every module it holds, as it
+  does at run time. Not seen: an import whose name is computed at run time
+  (`importlib.import_module(f"pkg.{name}")`), and a file read as data by a path built at run time.
 """
 
 from __future__ import annotations
@@ -137,9 +140,35 @@ def import_names(infos: Iterable[object]) -> set[str]:
     return out
 
 
+#: A string literal that can spell a module or a file: a dotted name or a path, no spaces.
+_NAME_LITERAL = re.compile(r"""(['"])([\w.\-/\\]+)\1""")
+_SEPARATORS = re.compile(r"[./\\]")
+
+
+def literal_names(text: str) -> set[str]:
+    """The components of every string literal in `text` that looks like a module name or a path
+    (`"pkg.mod"` gives pkg, mod; `"scripts/run.py"` gives scripts, run, py)."""
+    out: set[str] = set()
+    for match in _NAME_LITERAL.finditer(text):
+        out.update(p for p in _SEPARATORS.split(match.group(2)) if p)
+    return out
+
+
+@dataclass
+class _Entry:
+    stat: tuple[int, int]
+    #: names its import statements use; None: unreadable (taken to import everything)
+    imports: set[str] | None
+    #: components of its name-like string literals; None: unreadable
+    literals: set[str] | None
+    #: implements pytest_collect_file (a conftest that may collect any file)
+    collects: bool
+
+
 class ProjectScan:
-    """The project's Python files, their import statements (the C++ scanner) and their text, cached by stat
-    between plans (refresh() with the files walked after each change). `startup_files`: module files this
+    """The project's Python files, the names their import statements use (the C++ scanner) and the names
+    their string literals spell, cached by stat between plans (refresh() with the files walked after each
+    change), with the inverted index reach() follows. `startup_files`: module files this
     process imported before any conftest (pytest's entry-point plugins); `collects_python`: why every
     Python file may be a collected file of its own (a plugin's pytest_collect_file, --doctest-modules), or
     None."""
@@ -149,8 +178,10 @@ class ProjectScan:
         self.rootdir = rootdir
         self.startup_files = set(startup_files)
         self.collects_python = collects_python
-        self._cache: dict[str, tuple[tuple[int, int], set[str], str]] = {}
+        self._cache: dict[str, _Entry] = {}
         self.files: list[str] = []
+        self._importers: dict[str, set[str]] = {}
+        self._unreadable: set[str] = set()
         self.refresh(files)
 
     def refresh(self, files: list[str]) -> None:
@@ -163,7 +194,7 @@ class ProjectScan:
             except OSError:
                 continue
             key = (st.st_mtime_ns, st.st_size)
-            if f not in self._cache or self._cache[f][0] != key:
+            if f not in self._cache or self._cache[f].stat != key:
                 stale.append((f, key))
         if stale:
             from .. import _core
@@ -173,63 +204,41 @@ class ProjectScan:
                 try:
                     text = Path(f).read_text(encoding="utf-8", errors="replace")
                 except OSError:
-                    text = None
-                # a file that cannot be read is taken to import and name everything (None)
-                self._cache[f] = (key, import_names(info.imports) if text is not None else None, text)  # type: ignore[assignment]
+                    self._cache[f] = _Entry(key, None, None, True)
+                    continue
+                self._cache[f] = _Entry(key, import_names(info.imports), literal_names(text),
+                                        "pytest_collect_file" in text)
         known = set(self.files)
         for f in [f for f in self._cache if f not in known]:
             del self._cache[f]
-
-    def imports(self, path: str) -> set[str] | None:
-        entry = self._cache.get(path)
-        return entry[1] if entry is not None else set()
-
-    def text(self, path: str) -> str | None:
-        entry = self._cache.get(path)
-        return entry[2] if entry is not None else ""
+        self._importers, self._unreadable = {}, set()
+        for f in self.files:
+            entry = self._cache.get(f)
+            if entry is None:
+                continue
+            if entry.imports is None or entry.literals is None:
+                self._unreadable.add(f)
+                continue
+            for name in entry.imports | entry.literals:  # a name spelled in a string counts as imported
+                self._importers.setdefault(name, set()).add(f)
 
     def reach(self, changed: Iterable[str]) -> set[str]:
         """The changed paths and every project file that reaches one, transitively (see the module
-        docstring: by module name)."""
+        docstring: by module name; an unreadable file reaches everything)."""
         reached = set(changed)
         frontier = set(reached)
         while frontier:
             names = set().union(*(module_names(p, self.rootdir) for p in frontier))
-            frontier = set()
-            for f in self.files:
-                if f in reached:
-                    continue
-                used = self.imports(f)
-                if used is None or names & used:
-                    frontier.add(f)
+            frontier = set().union(self._unreadable, *(self._importers.get(n, ()) for n in names)) - reached
             reached |= frontier
         return reached
 
     def conftest_collector(self) -> str | None:
         """A conftest that implements pytest_collect_file (it may collect any file), or None."""
         for f in self.files:
-            if os.path.basename(f) != "conftest.py":
-                continue
-            text = self.text(f)
-            if text is None or "pytest_collect_file" in text:
+            entry = self._cache.get(f)
+            if os.path.basename(f) == "conftest.py" and entry is not None and entry.collects:
                 return _rel(f, self.rootdir)
-        return None
-
-    def named_in_string(self, path: str) -> str | None:
-        """A project file other than `path` with a string literal that spells `path`'s module as a name or a
-        path (`"pkg.mod"`, `'mod'`, `"pkg/mod.py"`: a dynamic import, `pytest_plugins`, `__all__`, a script
-        run by path), or None. Prose that merely uses the word does not count (no spaces in the literal)."""
-        p = Path(path)
-        stem = p.parent.name if p.name == "__init__.py" else p.stem
-        literal = re.compile(r"""(['"])([\w.\-/\\]*[./\\])?""" + re.escape(stem) + r"""((\.py)|[./\\][\w.\-/\\]*)?\1""")
-        for other in self.files:
-            if other == path:
-                continue
-            text = self.text(other)
-            if text is None:
-                return other
-            if stem in text and literal.search(text):
-                return other
         return None
 
 
@@ -259,9 +268,6 @@ def affected(changes: list[Change], selection: list[str], project: ProjectScan) 
             return Plan(None, f"{rel(path)} imports {_first(python, rel)}", changed)
         if path in project.startup_files:
             return Plan(None, f"{rel(path)} was imported when pytest started (a plugin)", changed)
-        other = project.named_in_string(path)
-        if other is not None:
-            return Plan(None, f"{rel(other)} names {rel(path)} in a string", changed)
     files = [f for f in selection if f in reached]
     if not files:
         return Plan([], f"no test file imports {_first(python, rel)}", changed)

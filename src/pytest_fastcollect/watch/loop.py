@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Iterable, Iterator
@@ -141,6 +142,7 @@ class Watch:
         self._started = 0.0
         self._saved_at: float | None = None
         self._interrupted = False
+        self._reader: threading.Thread | None = None
 
     # ---- output -------------------------------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -179,9 +181,24 @@ class Watch:
         queued = "; changes during the run: one more run" if self.pending else ""
         self.say(f"exit {code} in {took:.2f} s{since_save}{queued}; waiting for changes{keys}")
 
+    def _prepare(self) -> None:
+        """Read the project's files once while the first run goes on (a thread: the scanner releases the
+        GIL); the first plan waits for it."""
+        def read() -> None:
+            try:
+                self.project.refresh(self.project_files())
+            except Exception:  # noqa: BLE001 - the first plan reads them again and reports
+                pass
+
+        self._reader = threading.Thread(target=read, name="fastcollect-watch-scan", daemon=True)
+        self._reader.start()
+
     def _plan_pending(self) -> Plan:
         changes = [Change(kind, path) for path, kind in self.pending.items()]
         self.pending = {}
+        if self._reader is not None:
+            self._reader.join()
+            self._reader = None
         self.project.refresh(self.project_files())
         return affected(changes, self.selection(), self.project)
 
@@ -224,6 +241,7 @@ class Watch:
     # ---- the loop -----------------------------------------------------------------------------------
     def main(self) -> int:
         """Run until q or Ctrl-C; the last run's exit code."""
+        self._prepare()
         try:
             for batch in self.watcher():
                 if self._step(batch) is False:
