@@ -511,7 +511,7 @@ def test_watch_piped_queues_an_edit_made_during_a_run(tmp_path: Path) -> None:
 
 def test_watch_interrupt_stops_the_run(tmp_path: Path) -> None:
     _slow_project(tmp_path)
-    proc = _piped(tmp_path, "-q", "--daemon-watch-interrupt")
+    proc = _piped(tmp_path, "-q", "--daemon-watch-interrupt", "-p", "no:cacheprovider")
     out = Lines(proc)
     try:
         out.wait_for("running the whole selection")

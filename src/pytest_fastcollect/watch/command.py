@@ -123,7 +123,10 @@ def run(config: pytest.Config, parser: pytest.Parser) -> int:
         return [f for f in walk(replace(rules, roots=watched, python_files=["*.py"]), 0).files if f.endswith(".py")]
 
     project = ProjectScan(rootdir, [], startup_files(rootdir), python_collector(config))
-    cache_dir = os.path.join(rootdir, str(config.getini("cache_dir")))
+    try:
+        cache_dir = os.path.join(rootdir, str(config.getini("cache_dir")))
+    except ValueError:  # the cache plugin is off (-p no:cacheprovider): its ini key is not registered
+        cache_dir = os.path.join(rootdir, ".pytest_cache")
     interrupt = bool(getattr(options, "daemon_watch_interrupt", False))
     return Watch(command, selection, project_files, watchfiles_watcher(watched, [cache_dir]),
                  interrupt=interrupt, ignore_dirs=[cache_dir], roots=watched, project=project).main()
