@@ -88,6 +88,20 @@ def add_options(parser: pytest.Parser) -> None:
         "run's initial paths: rootdir, conftests and node IDs as in the whole run). Watch mode's narrowed runs.",
     )
     group.addoption(
+        "--fastcollect-affected",
+        action="store_true",
+        default=False,
+        help="Run only the test files that the files changed since the last --fastcollect-affected run can "
+        "reach (watch mode's rule), and those with tests that failed last; the whole selection the first time.",
+    )
+    group.addoption(
+        "--fastcollect-affected-since",
+        metavar="REF",
+        default=None,
+        help="Like --fastcollect-affected, for the files that differ from the git reference REF (and the "
+        "untracked ones).",
+    )
+    group.addoption(
         "--daemon-watch",
         action="store_true",
         default=False,

@@ -24,7 +24,7 @@ from .state import DAEMON, STATE, State
 from .flow import RECORDS, RecordsRun
 from .records_plugin import RecordsPlugin
 from .selection import SkippedModule
-from .watch import only
+from .watch import affected, only
 
 __all__ = ["DAEMON", "RECORDS", "STATE"]
 
@@ -107,6 +107,7 @@ def pytest_configure(config: pytest.Config) -> None:
         _start(config, list(config.option.file_or_dir or []), config.option)
     state = config.stash[STATE]
     only.register(config)
+    affected.register(config)
     worker = False
     if state.worker_pending:  # an xdist worker: read the controller's cache, never write
         state.worker_pending = False
