@@ -143,6 +143,14 @@ def add_options(parser: pytest.Parser) -> None:
         help="Use and auto-start the warm daemon (default true; the CI environment variable turns it off).",
     )
     parser.addini(
+        "fastcollect_watch_paths",
+        type="linelist",
+        default=[],
+        help="Watch mode and --fastcollect-affected: 'PATTERN: TARGET ...' lines mapping files that are not "
+        "Python (fnmatch patterns relative to rootdir) to the test files they feed (default: such a change "
+        "runs the whole selection).",
+    )
+    parser.addini(
         "fastcollect_daemon_idle_timeout",
         default="1800",
         help="Seconds of no requests after which the daemon exits (default 1800; 0 = never).",

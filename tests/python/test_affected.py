@@ -93,3 +93,16 @@ def test_usage_errors(project: Path) -> None:
     assert no_cache.returncode == 4 and "needs pytest's cache plugin" in no_cache.stderr
     both = _run(project, "--fastcollect-affected", "--fastcollect-only=tests/test_a.py")
     assert both.returncode == 4 and "use one" in both.stderr
+
+
+def test_watch_paths_from_the_ini(project: Path) -> None:
+    (project / "pytest.ini").write_text("[pytest]\ntestpaths = tests\nfastcollect_watch_paths =\n    data/*: tests/test_b.py\n")
+    write(project, {"data/rows.csv": "a\n"})
+    _run(project, "--fastcollect-affected")
+    _save(project / "data" / "rows.csv", "b\n")
+    proc = _run(project, "--fastcollect-affected", "-v")
+    assert "fastcollect_watch_paths maps data/rows.csv to 1 test file(s)" in _header(proc)
+    assert "tests/test_b.py::test_b PASSED" in proc.stdout and "test_a" not in proc.stdout.split("affected:")[1]
+    (project / "pytest.ini").write_text("[pytest]\nfastcollect_watch_paths =\n    no colon here\n")
+    bad = _run(project, "--fastcollect-affected")
+    assert bad.returncode == 4 and "fastcollect_watch_paths: expected 'PATTERN: TARGET ...'" in bad.stderr

@@ -587,3 +587,26 @@ def test_a_name_spelled_in_a_string_reaches(project: Path, text: str, reaches: b
     (project / "tests" / "test_a.py").write_text(text + "\n")
     scan = ProjectScan(str(project), sorted(str(p) for p in project.rglob("*.py")))
     assert (str(project / "tests" / "test_a.py") in scan.reach([str(project / "tests" / "helper.py")])) is reaches
+
+
+def test_watch_paths_map_data_files_to_test_files(project: Path) -> None:
+    from pytest_fastcollect.watch.changes import WatchPath
+
+    rules = [WatchPath.parse("data/*.json: tests/test_b.py"), WatchPath.parse("assets/*: tests/test_*.py")]
+    files = sorted(str(p) for p in project.rglob("*.py"))
+    selection = [str(project / "tests" / n) for n in ("test_a.py", "test_b.py")]
+    scan = ProjectScan(str(project), files)
+
+    def plan(*rels: str) -> Any:
+        return affected([Change("modified", str(project / r)) for r in rels], selection, scan, rules)
+
+    assert plan("data.json").files is None  # not under data/: no rule
+    assert plan("data/x.json").files == [str(project / "tests" / "test_b.py")]
+    assert "fastcollect_watch_paths maps data/x.json" in plan("data/x.json").reason
+    assert plan("assets/deep/logo.svg").files == selection  # `*` crosses `/`
+    assert plan("data/x.json", "tests/test_a.py").files == selection
+    assert plan("data/x.json", "README.md").files is None
+    with pytest.raises(ValueError):
+        WatchPath.parse("data/*.json")
+    with pytest.raises(ValueError):
+        WatchPath.parse("data/*.json:   ")

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from .. import fingerprints
-from .changes import Change, Plan, ProjectScan, affected, ignored
+from .changes import Change, Plan, ProjectScan, WatchPath, affected, ignored
 from .only import OnlyFiles
 
 CACHE_KEY = "fastcollect/affected-v1"
@@ -75,8 +75,9 @@ class AffectedRun:
     NAME = "fastcollect-affected"
 
     def __init__(self, config: pytest.Config, selection: list[str], folders: list[str], ignore_dirs: list[str],
-                 since: str | None) -> None:
+                 since: str | None, watch_paths: list[WatchPath] | None = None) -> None:
         self.config = config
+        self.watch_paths = list(watch_paths or [])
         self.read_ns = fingerprints.now_ns()
         self.folders, self.ignore_dirs = folders, ignore_dirs
         self.files_now: list[str] = []
@@ -103,7 +104,7 @@ class AffectedRun:
             where = "since the last --fastcollect-affected run"
         changes = [c for c in changes if not ignored(c.path, self.ignore_dirs, self.folders)]
         project = ProjectScan(rootdir, [f for f in self.files_now if f.endswith(".py")])
-        plan = affected(changes, selection, project) if changes else Plan([], "nothing changed")
+        plan = affected(changes, selection, project, self.watch_paths) if changes else Plan([], "nothing changed")
         failed = self._last_failed(selection)
         if plan.files is not None and failed:
             files = [f for f in selection if f in set(plan.files) | failed]
@@ -148,7 +149,7 @@ def register(config: pytest.Config) -> None:
         raise pytest.UsageError("--fastcollect-affected needs pytest's cache plugin (or use --fastcollect-affected-since=REF)")
     from ..discovery import walk
     from ..paths import path_rules
-    from .command import watched_folders
+    from .command import watch_paths, watched_folders
 
     rules = path_rules(config, list(option.file_or_dir or []), option)
     selection = [f for f in walk(rules, 1).files if f.endswith(".py")]
@@ -158,4 +159,5 @@ def register(config: pytest.Config) -> None:
     except ValueError:
         cache_dir = os.path.join(rootdir, ".pytest_cache")
     config.pluginmanager.register(
-        AffectedRun(config, selection, watched_folders(rootdir, rules.roots), [cache_dir], since), AffectedRun.NAME)
+        AffectedRun(config, selection, watched_folders(rootdir, rules.roots), [cache_dir], since, watch_paths(config)),
+        AffectedRun.NAME)

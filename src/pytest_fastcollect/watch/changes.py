@@ -11,7 +11,7 @@ Two concerns, each a rule table:
 
   | change | next run |
   |---|---|
-  | a conftest, an ini or config file (CONFIG_NAMES), a deleted Python file, any file that is not Python | the whole selection |
+  | a conftest, an ini or config file (CONFIG_NAMES), a deleted Python file, any file that is not Python (unless `fastcollect_watch_paths` maps it: WatchPath) | the whole selection |
   | a Python file (a test file, a helper, the code under test) | the test files of the selection that reach it (below), or nothing when none does |
   | ... but it, or a file that reaches it, is a conftest or was imported when pytest started (an entry-point plugin: in this process's sys.modules); or a plugin collects Python files itself (`--doctest-modules`, a `pytest_collect_file` hook other than pytest's) | the whole selection |
 
@@ -28,6 +28,7 @@ Two concerns, each a rule table:
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from dataclasses import dataclass, field
@@ -242,19 +243,45 @@ class ProjectScan:
         return None
 
 
-def affected(changes: list[Change], selection: list[str], project: ProjectScan) -> Plan:
+@dataclass(frozen=True)
+class WatchPath:
+    """One line of the ini key `fastcollect_watch_paths`: `PATTERN: TARGET ...`. A changed file that is not
+    Python whose path relative to rootdir matches PATTERN (fnmatch: `*` also crosses `/`) runs the test files
+    of the selection that match a TARGET (the same kind of pattern) instead of the whole selection."""
+
+    pattern: str
+    targets: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, line: str) -> WatchPath:
+        """Raises ValueError for a line without `:` or without targets."""
+        pattern, sep, targets = line.partition(":")
+        if not sep or not pattern.strip() or not targets.split():
+            raise ValueError(f"expected 'PATTERN: TARGET ...', got {line!r}")
+        return cls(pattern.strip(), tuple(targets.split()))
+
+
+def affected(changes: list[Change], selection: list[str], project: ProjectScan,
+             watch_paths: Iterable[WatchPath] = ()) -> Plan:
     """The next run for `changes` (see the table in the module docstring). `selection`: the test files of
     the watched selection, in pytest's order, as walked after the changes; `project` the project's files
-    (refreshed after the changes)."""
+    (refreshed after the changes); `watch_paths` the user's mapping of other files to test files."""
     changed = sorted({c.path for c in changes})
     rel = lambda path: _rel(path, project.rootdir)  # noqa: E731
-    python = []
+    python: list[str] = []
+    data: list[str] = []
+    mapped: set[str] = set()
     for change in changes:
         name = os.path.basename(change.path)
         if name in CONFIG_NAMES:
             return Plan(None, f"{rel(change.path)} configures pytest", changed)
         if not change.path.endswith(".py"):
-            return Plan(None, f"{rel(change.path)} is not a Python file (a test may read it)", changed)
+            rule = next((w for w in watch_paths if fnmatch.fnmatch(rel(change.path), w.pattern)), None)
+            if rule is None:
+                return Plan(None, f"{rel(change.path)} is not a Python file (a test may read it)", changed)
+            mapped |= {f for f in selection if any(fnmatch.fnmatch(rel(f), t) for t in rule.targets)}
+            data.append(change.path)
+            continue
         if change.kind == "deleted":
             return Plan(None, f"{rel(change.path)} was deleted", changed)
         python.append(change.path)
@@ -268,9 +295,13 @@ def affected(changes: list[Change], selection: list[str], project: ProjectScan) 
             return Plan(None, f"{rel(path)} imports {_first(python, rel)}", changed)
         if path in project.startup_files:
             return Plan(None, f"{rel(path)} was imported when pytest started (a plugin)", changed)
-    files = [f for f in selection if f in reached]
+    files = [f for f in selection if f in reached or f in mapped]
+    if not files and mapped:
+        return Plan([], "fastcollect_watch_paths maps the change to no test file of the selection", changed)
     if not files:
         return Plan([], f"no test file imports {_first(python, rel)}", changed)
+    if not python:
+        return Plan(files, f"fastcollect_watch_paths maps {_first(data, rel)} to {len(files)} test file(s)", changed)
     what = "test file reaches" if len(files) == 1 else "test files reach"
     return Plan(files, f"{len(files)} {what} {_first(python, rel)}", changed)
 

@@ -16,7 +16,7 @@ import pytest
 
 from ..discovery import walk
 from ..paths import path_rules, positional_args
-from .changes import ProjectScan
+from .changes import ProjectScan, WatchPath
 from .loop import Command, Watch, interpreter_prefix, watchfiles_watcher
 
 WATCH_FLAGS = ("--daemon-watch", "--daemon-watch-interrupt")
@@ -77,6 +77,17 @@ def python_collector(config: pytest.Config) -> str | None:
     return None
 
 
+def watch_paths(config: pytest.Config) -> list[WatchPath]:
+    """The ini key `fastcollect_watch_paths` parsed (changes.WatchPath); UsageError for a bad line."""
+    out = []
+    for line in config.getini("fastcollect_watch_paths") or []:
+        try:
+            out.append(WatchPath.parse(str(line)))
+        except ValueError as exc:
+            raise pytest.UsageError(f"fastcollect_watch_paths: {exc}") from None
+    return out
+
+
 def _in_project(rootdir: str, path: str) -> bool:
     """`path` is under rootdir and not inside a virtual environment there (a folder with pyvenv.cfg)."""
     prefix = rootdir.rstrip(os.sep) + os.sep
@@ -129,4 +140,5 @@ def run(config: pytest.Config, parser: pytest.Parser) -> int:
         cache_dir = os.path.join(rootdir, ".pytest_cache")
     interrupt = bool(getattr(options, "daemon_watch_interrupt", False))
     return Watch(command, selection, project_files, watchfiles_watcher(watched, [cache_dir]),
-                 interrupt=interrupt, ignore_dirs=[cache_dir], roots=watched, project=project).main()
+                 interrupt=interrupt, ignore_dirs=[cache_dir], roots=watched, project=project,
+                 watch_paths=watch_paths(config)).main()

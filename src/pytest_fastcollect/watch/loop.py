@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Iterable, Iterator
 
-from .changes import Change, Plan, ProjectScan, affected, ignored
+from .changes import Change, Plan, ProjectScan, WatchPath, affected, ignored
 from .terminal import Keys, help_line
 
 #: watchfiles' grouping: changes are yielded once `STEP_MS` pass without a new one (at most DEBOUNCE_MS).
@@ -116,6 +116,7 @@ class Watch:
         ignore_dirs: Iterable[str] = (),
         roots: Iterable[str] = (),
         project: ProjectScan | None = None,
+        watch_paths: Iterable[WatchPath] = (),
         keys: Keys | None = None,
         out: IO[str] | None = None,
         spawn: Callable[[list[str], str], subprocess.Popen] | None = None,
@@ -128,6 +129,7 @@ class Watch:
         self.ignore_dirs = list(ignore_dirs)
         self.roots = list(roots) or [command.rootdir]
         self.project = project or ProjectScan(command.rootdir, [])
+        self.watch_paths = list(watch_paths)
         self.keys = keys or Keys()
         self.out = out or sys.stdout
         self.spawn = spawn or (lambda argv, cwd: subprocess.Popen(argv, cwd=cwd))
@@ -200,7 +202,7 @@ class Watch:
             self._reader.join()
             self._reader = None
         self.project.refresh(self.project_files())
-        return affected(changes, self.selection(), self.project)
+        return affected(changes, self.selection(), self.project, self.watch_paths)
 
     def _add(self, batch: Iterable[tuple[Any, str]]) -> bool:
         added = False
