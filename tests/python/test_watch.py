@@ -610,3 +610,12 @@ def test_watch_paths_map_data_files_to_test_files(project: Path) -> None:
         WatchPath.parse("data/*.json")
     with pytest.raises(ValueError):
         WatchPath.parse("data/*.json:   ")
+
+
+def test_files_the_runs_write_are_not_changes(tmp_path: Path) -> None:
+    from pytest_fastcollect.watch.command import output_paths
+
+    args = ["--junitxml", "out/junit.xml", "--cov-report=xml:cov/c.xml", "--cov-report", "term", "--report-log=log.json", "-q"]
+    assert output_paths(args, "/p") == ["/p/out/junit.xml", "/p/cov/c.xml", "/p/log.json"]
+    assert ignored(str(tmp_path / "coverage.xml")) and ignored(str(tmp_path / "coverage.json"))
+    assert ignored("/p/out/junit.xml", output_paths(args, "/p"))

@@ -44,9 +44,11 @@ IGNORED_DIRS = frozenset({
 #: renamed to .pytest_cache, _pytest/cacheprovider.py).
 IGNORED_DIR_PREFIXES = ("pytest-cache-files-",)
 #: File-name patterns that are never a project edit: bytecode, editor swap/backup/lock files (vim's .swp and its
-#: `4913` probe, emacs' `#x#` and `.#x`, `x~`, JetBrains' safe-write temporaries), coverage data.
+#: `4913` probe, emacs' `#x#` and `.#x`, `x~`, JetBrains' safe-write temporaries), coverage data and
+#: coverage.py's default report files (a run writes them: they must not start the next one).
 IGNORED_NAMES = re.compile(
-    r"(\.py[cod]$|\.sw[a-p]$|~$|^\.#|^#.*#$|^4913$|___jb_(old|tmp)___$|^\.coverage(\..*)?$|^\.DS_Store$)"
+    r"(\.py[cod]$|\.sw[a-p]$|~$|^\.#|^#.*#$|^4913$|___jb_(old|tmp)___$|^\.coverage(\..*)?$|^\.DS_Store$"
+    r"|^coverage\.(xml|json|lcov)$)"
 )
 #: Files that configure pytest: a change re-runs the whole selection (rootdir ini files, pytest's ini names).
 CONFIG_NAMES = frozenset({"pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg", "conftest.py"})

@@ -77,6 +77,27 @@ def python_collector(config: pytest.Config) -> str | None:
     return None
 
 
+#: Options whose value names a file or folder the run writes (pytest's junitxml and resultlog/report-log,
+#: pytest-cov's `--cov-report TYPE:PATH`): never a change that starts a run.
+OUTPUT_OPTIONS = ("--junitxml", "--junit-xml", "--report-log", "--result-log", "--cov-report")
+
+
+def output_paths(args: list[str], cwd: str) -> list[str]:
+    """Absolute paths that the runs of `args` write (OUTPUT_OPTIONS), to be ignored as changes."""
+    out = []
+    for i, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if name not in OUTPUT_OPTIONS:
+            continue
+        if not eq:
+            value = args[i + 1] if i + 1 < len(args) else ""
+        if name == "--cov-report":
+            value = value.partition(":")[2]  # html:DIR, xml:PATH, ...; a bare type writes its default name
+        if value:
+            out.append(os.path.abspath(os.path.join(cwd, value)))
+    return out
+
+
 def watch_paths(config: pytest.Config) -> list[WatchPath]:
     """The ini key `fastcollect_watch_paths` parsed (changes.WatchPath); UsageError for a bad line."""
     out = []
@@ -139,6 +160,7 @@ def run(config: pytest.Config, parser: pytest.Parser) -> int:
     except ValueError:  # the cache plugin is off (-p no:cacheprovider): its ini key is not registered
         cache_dir = os.path.join(rootdir, ".pytest_cache")
     interrupt = bool(getattr(options, "daemon_watch_interrupt", False))
-    return Watch(command, selection, project_files, watchfiles_watcher(watched, [cache_dir]),
-                 interrupt=interrupt, ignore_dirs=[cache_dir], roots=watched, project=project,
+    ignore = [cache_dir, *output_paths(command.args, command.cwd)]
+    return Watch(command, selection, project_files, watchfiles_watcher(watched, ignore),
+                 interrupt=interrupt, ignore_dirs=ignore, roots=watched, project=project,
                  watch_paths=watch_paths(config)).main()
