@@ -619,3 +619,20 @@ def test_files_the_runs_write_are_not_changes(tmp_path: Path) -> None:
     assert output_paths(args, "/p") == ["/p/out/junit.xml", "/p/cov/c.xml", "/p/log.json"]
     assert ignored(str(tmp_path / "coverage.xml")) and ignored(str(tmp_path / "coverage.json"))
     assert ignored("/p/out/junit.xml", output_paths(args, "/p"))
+
+
+def test_loop_runs_the_whole_selection_when_it_cannot_tell(project: Path) -> None:
+    b = str(project / "tests" / "test_b.py")
+
+    class Broken(ProjectScan):
+        def refresh(self, files: list[str]) -> None:
+            raise OSError("disk on fire")
+
+    procs: list[FakeProc] = []
+    selection = [str(project / "tests" / n) for n in ("test_a.py", "test_b.py")]
+    cmd = Command(["py", "-m", "pytest"], ["tests"], ["tests"], str(project), str(project))
+    watch = Watch(cmd, lambda: selection, lambda: [], lambda: iter([[], [(2, b)], [], [], []]),
+                  keys=FakeKeys([]), out=open(os.devnull, "w"), project=Broken.__new__(Broken),
+                  spawn=lambda argv, cwd: procs.append(FakeProc(argv, 0, 0)) or procs[-1])  # type: ignore[arg-type,func-returns-value]
+    watch.main()
+    assert len(procs) == 2 and not any(a.startswith("--fastcollect-only") for a in procs[1].argv)

@@ -201,8 +201,12 @@ class Watch:
         if self._reader is not None:
             self._reader.join()
             self._reader = None
-        self.project.refresh(self.project_files())
-        return affected(changes, self.selection(), self.project, self.watch_paths)
+        try:
+            self.project.refresh(self.project_files())
+            return affected(changes, self.selection(), self.project, self.watch_paths)
+        except Exception as exc:  # noqa: BLE001 - cannot tell: the whole selection
+            return Plan(None, f"cannot tell what the change reaches ({type(exc).__name__}: {exc})",
+                        sorted({c.path for c in changes}))
 
     def _add(self, batch: Iterable[tuple[Any, str]]) -> bool:
         added = False
