@@ -70,9 +70,9 @@ def _suite(name: str) -> Suite:
             Edit("a test file", {f"{comb}/tests/test_graycode.py": _append(base / comb / "tests/test_graycode.py",
                                  "\ndef test_watch_probe():\n    assert GrayCode(3).n == 4\n")}),
             Edit("a module imported by many test files", {f"{comb}/permutations.py": _append(
-                base / comb / "permutations.py", "\nPermutation.order = lambda self: -1\n")}),
+                base / comb / "permutations.py", _RAISE.format(cls="Permutation", attr="order"))}),
             Edit("a module imported by few test files", {f"{comb}/graycode.py": _append(
-                base / comb / "graycode.py", "\nGrayCode.rank = property(lambda self: -1)\n")}),
+                base / comb / "graycode.py", _RAISE.format(cls="GrayCode", attr="rank"))}),
             Edit("a conftest", {"conftest.py": _append(base / "conftest.py", _PROBE_FIXTURE.format(word="graycode"))}),
             Edit("a new test file", {f"{comb}/tests/test_watch_new.py":
                                      "def test_new_passes():\n    pass\n\ndef test_new_fails():\n    assert 0\n"}),
@@ -93,6 +93,16 @@ def _suite(name: str) -> Suite:
         ])
     raise SystemExit(f"unknown suite {name} (sympy or click)")
 
+
+#: An edit that makes every caller fail at once (a wrong value could send an algorithm into a long loop).
+_RAISE = """
+
+def _watch_probe(*args, **kwargs):
+    raise RuntimeError("watch referee probe")
+
+
+{cls}.{attr} = property(_watch_probe) if isinstance({cls}.__dict__.get("{attr}"), property) else _watch_probe
+"""
 
 _PROBE_FIXTURE = '''
 
@@ -235,6 +245,7 @@ def main() -> int:
     parser.add_argument("suite", choices=["sympy", "click"])
     parser.add_argument("--json", type=Path)
     ns = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the finally below puts the suite's files back
     suite = _suite(ns.suite)
     work = Path(tempfile.mkdtemp(prefix="fcwatch"))
     runtime = work / "rt"
@@ -252,9 +263,10 @@ def main() -> int:
         loop = Loop(suite, env, work / "watch.json")
         seen = 1
         loop.wait(seen)
+        after = baseline
         for edit in suite.edits:
             for step, apply in ((edit.name, True), (f"{edit.name}, reverted", False)):
-                before = baseline if apply else after  # noqa: F821 - set by the edit step
+                before = baseline if apply else after  # the revert's before: the edit's after
                 (files.write if apply else files.revert)(edit.files)
                 seen += 1
                 status = loop.wait(seen)
