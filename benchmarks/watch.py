@@ -10,7 +10,7 @@ tests that run reported. Tools:
 
 - fastcollect: `pytest --daemon-watch ARGS` (the warm daemon started first by `--daemon-start ARGS`; a
   test-file edit runs that file).
-- ptw: pytest-watcher 0.6.3 (`ptw . --delay 0.05 ARGS -p no:fastcollect`: a plain, cold run of the whole
+- ptw: pytest-watcher 0.6.3 (`ptw CWD --delay 0.05 ARGS -p no:fastcollect`: a plain, cold run of the whole
   selection per save; its default delay is 0.2 s, lowered to our 50 ms grouping window).
 
 Timings need a quiet machine (nothing else running); the state is warm pyc unless PYTHONDONTWRITEBYTECODE
@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent.parent
-PINS = ["watchfiles==1.3.0", "pytest-watcher==0.6.3"]
+# watchdog 6.0.0: pytest-watcher 0.6.3 matches str patterns against the bytes paths watchdog 7 reports, and
+# never triggers (with "." as its path it logs "Path b'./tests' is not under watched root b'.'")
+PINS = ["watchfiles==1.3.0", "pytest-watcher==0.6.3", "watchdog==6.0.0"]
 RESULT = re.compile(r" (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b")
 SUMMARY = re.compile(r"^=+ (.*(?:passed|failed|error|skipped|deselected|no tests ran).*) in [\d.]+s.*=+\s*$", re.M)
 COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
@@ -45,8 +47,6 @@ class PtyProcess:
     """A process on a pseudo-terminal; its output with the time each chunk arrived."""
 
     def __init__(self, argv: list[str], cwd: str, env: dict[str, str]) -> None:
-        import pty  # noqa: F401 - (Linux) the pseudo-terminal module; openpty below
-
         master, slave = os.openpty()
         self.master = master
         self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
@@ -117,7 +117,9 @@ def measure(tool: str, python: str, cwd: str, args: list[str], edit: Path, round
         argv = [python, "-m", "pytest", "--daemon-watch", *args, "-v"]
         ready = re.compile(r"fastcollect watch: exit \d+ in [^\n]*waiting for changes")
     else:
-        argv = [os.path.join(bindir, "ptw"), ".", "--delay", "0.05", *args, "-v", "-p", "no:fastcollect"]
+        # (an absolute path: with ".", its watchdog observer rejects the events: "Path ./tests is not under
+        # watched root .")
+        argv = [os.path.join(bindir, "ptw"), os.path.abspath(cwd), "--delay", "0.05", *args, "-v", "-p", "no:fastcollect"]
         ready = None
     proc = PtyProcess(argv, cwd, env)
     rows = []
