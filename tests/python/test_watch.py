@@ -636,3 +636,17 @@ def test_loop_runs_the_whole_selection_when_it_cannot_tell(project: Path) -> Non
                   spawn=lambda argv, cwd: procs.append(FakeProc(argv, 0, 0)) or procs[-1])  # type: ignore[arg-type,func-returns-value]
     watch.main()
     assert len(procs) == 2 and not any(a.startswith("--fastcollect-only") for a in procs[1].argv)
+
+
+def test_project_python_files_skip_a_venv_below_rootdir(tmp_path: Path) -> None:
+    from pytest_fastcollect.paths import PathRules
+    from pytest_fastcollect.watch.command import python_files, watched_folders
+
+    site = tmp_path / "venv" / "lib" / "site-packages"
+    write(tmp_path, {"venv/pyvenv.cfg": "", "venv/lib/site-packages/other/__init__.py": "",
+                     "venv/lib/site-packages/pkg/__init__.py": "", "venv/lib/site-packages/pkg/tests/__init__.py": "",
+                     "venv/lib/site-packages/pkg/tests/test_x.py": "", "local.py": ""})
+    rules = PathRules([str(site / "pkg" / "tests")], ["test_*.py"], ["*.egg", ".*", "venv"])
+    files = python_files(rules, watched_folders(str(tmp_path), rules.roots))
+    assert str(tmp_path / "local.py") in files and str(site / "pkg" / "tests" / "test_x.py") in files
+    assert not any("/other/" in f for f in files)

@@ -15,7 +15,7 @@ from dataclasses import replace
 import pytest
 
 from ..discovery import walk
-from ..paths import path_rules, positional_args
+from ..paths import PathRules, path_rules, positional_args
 from .changes import ProjectScan, WatchPath
 from .loop import Command, Watch, interpreter_prefix, watchfiles_watcher
 
@@ -54,13 +54,13 @@ BUILTIN_COLLECTORS = frozenset({"_pytest.python", "_pytest.doctest"})
 
 
 def startup_files(rootdir: str) -> list[str]:
-    """Module files under rootdir this process imported before any conftest (entry-point plugins of the
-    project itself, e.g. an editable install with a pytest11 entry point)."""
-    prefix = rootdir.rstrip(os.sep) + os.sep
+    """Module files of the project (under rootdir, not in a venv there) this process imported before any
+    conftest (entry-point plugins of the project itself, e.g. an editable install with a pytest11 entry
+    point)."""
     out = []
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
-        if isinstance(path, str) and path.startswith(prefix):
+        if isinstance(path, str) and _in_project(rootdir, os.path.abspath(path)):
             out.append(os.path.abspath(path))
     return out
 
@@ -122,6 +122,16 @@ def _in_project(rootdir: str, path: str) -> bool:
     return True
 
 
+def python_files(rules: PathRules, folders: list[str]) -> list[str]:
+    """Every `.py` file under `folders` by pytest's recursion rules (norecursedirs, virtualenvs), sorted.
+    One walk per folder: with an initial path inside a venv under rootdir (--pyargs), one walk of both would
+    enter the whole venv on its way there."""
+    out: list[str] = []
+    for folder in folders:
+        out += [f for f in walk(replace(rules, roots=[folder], python_files=["*.py"]), 0).files if f.endswith(".py")]
+    return sorted(set(out))
+
+
 def watched_folders(rootdir: str, roots: list[str]) -> list[str]:
     """rootdir, and for each initial path outside the project (`--pyargs` tests in an installed package,
     also in a venv below rootdir) the folder of its top-level package, so that the package's conftests and
@@ -152,7 +162,7 @@ def run(config: pytest.Config, parser: pytest.Parser) -> int:
     watched = watched_folders(rootdir, rules.roots)
 
     def project_files() -> list[str]:
-        return [f for f in walk(replace(rules, roots=watched, python_files=["*.py"]), 0).files if f.endswith(".py")]
+        return python_files(rules, watched)
 
     project = ProjectScan(rootdir, [], startup_files(rootdir), python_collector(config))
     try:
