@@ -440,6 +440,10 @@ def test_watch_in_a_terminal(tmp_path: Path) -> None:
         assert "name filter 'test_b'" in out and "1 failed, 1 passed, 1 deselected" in out
         term.send("a")
         term.wait_for(WAITING, 7)
+        # a conftest: the whole selection
+        _save(tmp_path / "tests" / "conftest.py", "# a conftest\n")
+        out = term.wait_for(WAITING, 8)
+        assert "tests/conftest.py changed: running the whole selection (tests/conftest.py configures pytest" in out
         term.send("q")
         assert term.proc.wait(timeout=30) == 1
     finally:
