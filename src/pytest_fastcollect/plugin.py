@@ -75,7 +75,8 @@ def pytest_load_initial_conftests(
     # the whole run from here with this process's real terminal (SystemExit with the run's exit code);
     # otherwise the scan overlaps the import of the initial conftests and of everything they import.
     namespace = early_config.known_args_namespace
-    if getattr(namespace, "daemon_watch", False):  # watch mode: this process only runs the loop (watch/)
+    informational = getattr(namespace, "help", False) or getattr(namespace, "version", False)
+    if getattr(namespace, "daemon_watch", False) and not informational:  # watch mode: this process runs the loop (watch/)
         from .watch.command import run as watch
 
         raise SystemExit(watch(early_config, parser))

@@ -654,3 +654,9 @@ def test_project_python_files_skip_a_venv_below_rootdir(tmp_path: Path) -> None:
     files = python_files(rules, watched_folders(str(tmp_path), rules.roots))
     assert str(tmp_path / "local.py") in files and str(site / "pkg" / "tests" / "test_x.py") in files
     assert not any("/other/" in f for f in files)
+
+
+def test_help_with_the_watch_flag_is_help(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--daemon-watch", "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "--daemon-watch-interrupt" in proc.stdout and "fastcollect watch:" not in proc.stdout
