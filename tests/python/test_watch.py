@@ -490,7 +490,7 @@ class Lines:
 def _slow_project(root: Path) -> None:
     write(root, {
         "pytest.ini": "[pytest]\ntestpaths = tests\n",
-        "tests/test_slow.py": "import time\ndef test_slow(): time.sleep(3)\n",
+        "tests/test_slow.py": "import time\ndef test_slow():\n    print('slow test running', flush=True)\n    time.sleep(3)\n",
         "tests/test_fast.py": "def test_fast(): pass\n",
     })
 
@@ -515,11 +515,10 @@ def test_watch_piped_queues_an_edit_made_during_a_run(tmp_path: Path) -> None:
 
 def test_watch_interrupt_stops_the_run(tmp_path: Path) -> None:
     _slow_project(tmp_path)
-    proc = _piped(tmp_path, "-q", "--daemon-watch-interrupt", "-p", "no:cacheprovider")
+    proc = _piped(tmp_path, "-q", "-s", "--daemon-watch-interrupt", "-p", "no:cacheprovider")
     out = Lines(proc)
     try:
-        out.wait_for("running the whole selection")
-        time.sleep(1.0)
+        out.wait_for("slow test running")  # (a SIGINT while pytest still starts is a traceback, not exit 2)
         _save(tmp_path / "tests" / "test_fast.py", "def test_fast(): pass\n# edited\n")
         text = out.wait_for(WAITING, 2)
         assert "a change during the run: stopping it" in text
