@@ -24,7 +24,7 @@ from .state import DAEMON, STATE, State
 from .flow import RECORDS, RecordsRun
 from .records_plugin import RecordsPlugin
 from .selection import SkippedModule
-from .watch import affected, only
+from . import watch
 
 __all__ = ["DAEMON", "RECORDS", "STATE"]
 
@@ -77,9 +77,9 @@ def pytest_load_initial_conftests(
     namespace = early_config.known_args_namespace
     informational = getattr(namespace, "help", False) or getattr(namespace, "version", False)
     if getattr(namespace, "daemon_watch", False) and not informational:  # watch mode: this process runs the loop (watch/)
-        from .watch.command import run as watch
+        from .watch.command import run as watch_loop
 
-        raise SystemExit(watch(early_config, parser))
+        raise SystemExit(watch_loop(early_config, parser))
     early_config.stash[DAEMON] = _daemon_decision(early_config, parser, namespace)
     _start(early_config, list(namespace.file_or_dir or []), namespace)
     return (yield)
@@ -107,8 +107,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if STATE not in config.stash:  # plugin registered after the initial conftests (e.g. `-p` in a conftest)
         _start(config, list(config.option.file_or_dir or []), config.option)
     state = config.stash[STATE]
-    only.register(config)
-    affected.register(config)
+    watch.register(config)
     worker = False
     if state.worker_pending:  # an xdist worker: read the controller's cache, never write
         state.worker_pending = False

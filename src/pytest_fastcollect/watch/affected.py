@@ -149,15 +149,12 @@ def register(config: pytest.Config) -> None:
         raise pytest.UsageError("--fastcollect-affected needs pytest's cache plugin (or use --fastcollect-affected-since=REF)")
     from ..discovery import walk
     from ..paths import path_rules
-    from .command import watch_paths, watched_folders
+    from .command import pytest_cache_dir, watch_paths, watched_folders
 
     rules = path_rules(config, list(option.file_or_dir or []), option)
     selection = [f for f in walk(rules, 1).files if f.endswith(".py")]
     rootdir = str(config.rootpath)
-    try:
-        cache_dir = os.path.join(rootdir, str(config.getini("cache_dir")))
-    except ValueError:
-        cache_dir = os.path.join(rootdir, ".pytest_cache")
     config.pluginmanager.register(
-        AffectedRun(config, selection, watched_folders(rootdir, rules.roots), [cache_dir], since, watch_paths(config)),
+        AffectedRun(config, selection, watched_folders(rootdir, rules.roots), [pytest_cache_dir(config)], since,
+                    watch_paths(config)),
         AffectedRun.NAME)

@@ -98,10 +98,6 @@ class Plan:
     reason: str
     changed: list[str] = field(default_factory=list)
 
-    @property
-    def whole(self) -> bool:
-        return self.files is None
-
 
 def module_names(path: str, rootdir: str) -> set[str]:
     """The names a module file may be imported by: its stem, and its dotted paths relative to each of its

@@ -98,6 +98,18 @@ def output_paths(args: list[str], cwd: str) -> list[str]:
     return out
 
 
+def pytest_cache_dir(config: pytest.Config) -> str:
+    """pytest's cache_dir as its cache plugin resolves it (Cache.cache_dir_from_config: the ini value, `~` and
+    variables expanded, relative to rootdir); rootdir/.pytest_cache when that plugin is off (-p
+    no:cacheprovider: its ini key is not registered)."""
+    try:
+        from _pytest.cacheprovider import Cache
+
+        return str(Cache.cache_dir_from_config(config, _ispytest=True))
+    except Exception:  # noqa: BLE001 - (ValueError: unknown ini key; a private API that moved)
+        return os.path.join(str(config.rootpath), ".pytest_cache")
+
+
 def watch_paths(config: pytest.Config) -> list[WatchPath]:
     """The ini key `fastcollect_watch_paths` parsed (changes.WatchPath); UsageError for a bad line."""
     out = []
@@ -165,12 +177,8 @@ def run(config: pytest.Config, parser: pytest.Parser) -> int:
         return python_files(rules, watched)
 
     project = ProjectScan(rootdir, [], startup_files(rootdir), python_collector(config))
-    try:
-        cache_dir = os.path.join(rootdir, str(config.getini("cache_dir")))
-    except ValueError:  # the cache plugin is off (-p no:cacheprovider): its ini key is not registered
-        cache_dir = os.path.join(rootdir, ".pytest_cache")
     interrupt = bool(getattr(options, "daemon_watch_interrupt", False))
-    ignore = [cache_dir, *output_paths(command.args, command.cwd)]
+    ignore = [pytest_cache_dir(config), *output_paths(command.args, command.cwd)]
     return Watch(command, selection, project_files, watchfiles_watcher(watched, ignore),
                  interrupt=interrupt, ignore_dirs=ignore, roots=watched, project=project,
                  watch_paths=watch_paths(config)).main()

@@ -140,7 +140,6 @@ class Watch:
         self.last: tuple[Plan, bool] = (Plan(None, "first run"), False)
         self.pending: dict[str, str] = {}
         self._proc: subprocess.Popen | None = None
-        self._plan: Plan | None = None
         self._started = 0.0
         self._saved_at: float | None = None
         self._interrupted = False
@@ -170,7 +169,7 @@ class Watch:
         self.say(f"{_changed(plan, self.command.rootdir)}running {what} ({plan.reason}{filters})")
         self.keys.release()
         self._saved_at = _newest_mtime(plan.changed)
-        self._plan, self._started, self._interrupted = plan, time.monotonic(), False
+        self._started, self._interrupted = time.monotonic(), False
         self._proc = self.spawn(self.command.argv(files, failed=failed, name_filter=self.name_filter), self.command.cwd)
         self.runs += 1
 
