@@ -53,7 +53,8 @@ def daemon_lines(decision: Any, verbose: int) -> list[str]:
     if served is not None:
         return [
             f"fastcollect: run by the warm daemon (pid {served.daemon_pid}, warm for {served.warm_age_seconds:.0f}s; "
-            f"{served.changed} changed files, {served.evicted} modules re-imported)"
+            f"{served.changed} changed files, {served.evicted} modules re-imported"
+            f"{'; handed off before pytest was imported' if getattr(served, 'was_early', False) else ''})"
         ]
     note = getattr(decision, "note", None)
     if note and verbose > 0:

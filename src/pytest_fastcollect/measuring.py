@@ -22,7 +22,6 @@ ran in the template). Two cases, decided by what is really active, not by names 
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -72,26 +71,12 @@ def local_reason(environ: dict[str, str] | None = None) -> str | None:
 def startup_reason(environ: dict[str, str] | None = None) -> str | None:
     """What measures this process from interpreter start-up (a tracer, a profiler, tracemalloc, an
     import-time report, COVERAGE_PROCESS_START), or None."""
+    from .startup import process_measuring
+
     env = os.environ if environ is None else environ
-    if sys.gettrace() is not None:
-        return "a trace function is set (coverage, a debugger or tracer)"
-    if sys.getprofile() is not None:
-        return "a profile function is set"
-    import threading
-
-    if getattr(threading, "gettrace", lambda: None)() is not None or getattr(threading, "getprofile", lambda: None)() is not None:
-        return "a thread trace or profile function is set"
-    monitoring = getattr(sys, "monitoring", None)
-    if monitoring is not None:
-        tools = [monitoring.get_tool(i) for i in range(6)]
-        if any(t is not None for t in tools):
-            return f"a sys.monitoring tool is registered ({', '.join(str(t) for t in tools if t is not None)})"
-    import _tracemalloc
-
-    if _tracemalloc.is_tracing():
-        return "tracemalloc is tracing"
-    if "importtime" in sys._xoptions:
-        return "-X importtime"
+    reason = process_measuring()
+    if reason is not None:
+        return reason
     for name in STARTUP_MEASURING_ENV:
         if env.get(name):
             return f"{name} is set"

@@ -143,6 +143,13 @@ def add_options(parser: pytest.Parser) -> None:
         help="Use and auto-start the warm daemon (default true; the CI environment variable turns it off).",
     )
     parser.addini(
+        "fastcollect_early_handoff",
+        type="bool",
+        default=True,
+        help="Hand a run the warm daemon served before to it before pytest is imported (default true; also "
+        "off with PYTEST_FASTCOLLECT_EARLY=0).",
+    )
+    parser.addini(
         "fastcollect_watch_paths",
         type="linelist",
         default=[],

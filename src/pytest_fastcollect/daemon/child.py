@@ -55,6 +55,8 @@ class ChildContext:
     folder: str = ""  # the socket folder (the exit file: exit_file())
     rng: Any = None  # rngstate.SeedTracker of the warm-up
     log_path: str = ""  # the daemon's log (a child that fails to set up writes why there)
+    early: bool = False  # an early hand-off (../early.py): the run decides in its configuration (hold.py)
+    files_digest: str = ""  # the warm-up's test files (an early run's configuration must find the same)
 
 
 def _exit_code(code: object) -> int:
@@ -84,11 +86,21 @@ def run(conn: socket.socket, request: dict[str, Any], fds: list[int], ctx: Child
     (request["process"]["fds"] says at which numbers). Sends {"type": "started"} on `conn` and closes it (a
     test sees no fd of the daemon's), runs, and exits with the run's exit code, which the template reports
     to the client when it reaps this process. If setting up fails, nothing was written to the client's
-    terminal: the client is told "refused" and runs locally."""
+    terminal: the client is told "refused" and runs locally. An early hand-off (ctx.early) is told
+    "started" or "refused" by its run's configuration instead (hold.py)."""
+    hold = None
     try:
         conn = _relocate(conn)
         _setup(request, fds, ctx)
-        protocol.send(conn, {"type": "started", "pid": os.getpid(), "exit_file": exit_file(ctx.folder, os.getpid())})
+        if ctx.early:
+            from .hold import EarlyHold
+
+            hold = EarlyHold(conn, ctx.key, ctx.files_digest, request["interpreter"], exit_file(ctx.folder, os.getpid()))
+            hold.divert()
+            assert runtime.SERVED is not None
+            runtime.SERVED.early = hold
+        else:
+            protocol.send(conn, {"type": "started", "pid": os.getpid(), "exit_file": exit_file(ctx.folder, os.getpid())})
     except BaseException as exc:  # noqa: BLE001
         if isinstance(exc, procstate.Unservable):
             reason = str(exc)
@@ -100,7 +112,8 @@ def run(conn: socket.socket, request: dict[str, Any], fds: list[int], ctx: Child
         except OSError:
             pass
         os._exit(INTERNAL_ERROR)
-    conn.close()
+    if hold is None:
+        conn.close()
     interrupted = False
     try:
         code = _run_worker(request["argv"]) if ctx.worker else _run_pytest(request["process"]["main"])
@@ -111,6 +124,8 @@ def run(conn: socket.socket, request: dict[str, Any], fds: list[int], ctx: Child
     except BaseException:  # noqa: BLE001 - as the interpreter does with an uncaught exception
         code = 1
         _print_uncaught()
+    if hold is not None and hold.pending:  # pytest ended (a usage error, an exception) before it decided
+        hold.refuse("pytest ended before the run was decided")
     _flush()
     try:
         atexit._run_exitfuncs()  # what a normal interpreter exit would run (os._exit below skips it)

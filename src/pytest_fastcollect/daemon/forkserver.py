@@ -8,8 +8,8 @@ pytest-xdist's scheduler protocol: the server calls the policy, the policy calls
 
 Life of a request (protocol.py frames): accept (the peer's uid must be ours; listener.py) -> the request is
 read as it arrives (`pending`: a client that sends nothing or half a frame delays nobody; REQUEST_DEADLINE,
-MAX_PENDING) -> "status"/"ping", "stop", "reload", or "run"/"worker": validated (validate_run), same key,
-admitted by the policy (a freshness Plan, or handed on / refused) -> fork: the child serves it (child.py) and
+MAX_PENDING) -> "status"/"ping", "stop", "reload", or "run"/"worker"/"early" (an early hand-off, ../early.py:
+its run child decides whether it serves): validated (validate_run), same key, admitted by the policy (a freshness Plan, or handed on / refused) -> fork: the child serves it (child.py) and
 the run table (runs.py) tells the client its exit status when the child is reaped. SIGCHLD wakes the loop
 through a self-pipe, as CPython's Lib/multiprocessing/forkserver.py does. Malformed requests are rejected and
 logged; the loop goes on.
@@ -159,6 +159,10 @@ def validate_run(request: dict[str, Any], nfds: int) -> str | None:
         return "files_digest is not a string"
     if request.get("fresh") is not None and not isinstance(request.get("fresh"), str):
         return "fresh is not a string or null"
+    if request.get("type") == "early":
+        interpreter = request.get("interpreter")
+        if not isinstance(interpreter, dict) or not all(isinstance(k, str) for k in interpreter):
+            return "interpreter is not a dict"
     from .procstate import problem
 
     return problem(request.get("process"), nfds)
@@ -432,7 +436,7 @@ class ForkServer:
 
     def _dispatch(self, conn: socket.socket, message: dict[str, Any], fds: list[int]) -> None:
         kind = message["type"]
-        if kind == "run" or kind == "worker":
+        if kind == "run" or kind == "worker" or kind == "early":
             self.run(conn, message, fds, worker=kind == "worker")
             return
         for fd in fds:
@@ -469,6 +473,8 @@ class ForkServer:
             self.reject(conn, f"rejected a run request: {problem}")
         elif request["key"] != self.spec.key:
             self.refuse(conn, fds, "key differs")
+        elif request["type"] == "early" and self.policy.level != 1:
+            self.refuse(conn, fds, "early hand-off: served from the warm project (level 1) only")
         else:
             plan = self.policy.admit(conn, request, fds, worker)
             if plan is not None:
@@ -499,6 +505,8 @@ class ForkServer:
             folder=str(self.files.folder),
             rng=checkpoint.rng,
             fresh=bool(request.get("fresh")),
+            early=request["type"] == "early",
+            files_digest=checkpoint.result.files_digest if checkpoint.result is not None else "",
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded fork": native pools only

@@ -179,6 +179,9 @@ class Snapshot:
         changed = self.changed_paths()
         if site_changes:
             return Plan(changed, refuse=f"installed packages changed ({site_changes[0]})", restart=True)
+        own = [p for p in changed if _is_own(p)]
+        if own:  # the daemon's own code: a run child must not re-import it (it would forget its role)
+            return Plan(changed, refuse=f"pytest-fastcollect's own module {own[0]} changed", restart=True)
         installed = [p for p in changed if self.entries[p].kind == "installed"]
         if installed:
             return Plan(changed, refuse=f"installed module {installed[0]} changed", restart=True)
@@ -206,7 +209,22 @@ class Snapshot:
             for name in list(modules):
                 if any(name.startswith(p + ".") for p in packages):
                     names.add(name)
-        return Plan(changed, evict=sorted(names))
+        # never the daemon's own modules (a changed one refuses above): a run child re-importing them would
+        # lose its role (runtime.ROLE) and hand itself to the daemon again
+        return Plan(changed, evict=sorted(n for n in names if n != "pytest_fastcollect"
+                                          and not n.startswith("pytest_fastcollect.")))
+
+
+#: The pytest_fastcollect package's folder as imported, and as the files really are (an editable install, or
+#: a package whose files are symlinks)
+_OWN_FOLDERS = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+
+
+def _is_own(path: str) -> bool:
+    """A file of the pytest_fastcollect package."""
+    return any(p.startswith(folder + os.sep) for p in (os.path.abspath(path), os.path.realpath(path))
+               for folder in _OWN_FOLDERS)
 
 
 def held_modules(modules: Mapping[str, ModuleType], events: Mapping[str, Iterable[Any]] | None = None) -> dict[str, set[str]]:

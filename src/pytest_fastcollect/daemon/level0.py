@@ -133,8 +133,11 @@ class Level0:
                     log.warning("level 0: importing %s raised %s", name, exc)
             # the daemon's own modules that runs use, loaded now: in level 0's snapshot, so that an edit of
             # one is a change for level 1 too, which inherits them (freshness.Snapshot `inherited`)
-            from . import child, procstate, replay, warmup, worker  # noqa: F401
-            from .. import measuring  # noqa: F401
+            from . import child, hold, procstate, replay, session, warmup, worker  # noqa: F401
+            from .. import early, measuring  # noqa: F401
+            # the plugin itself: a plain run imports it from its entry point (pytest rewrites its asserts),
+            # a run child would import it again each time (~35 ms) since the warm-ups run without it
+            from .. import plugin  # noqa: F401
         cp.seconds = time.perf_counter() - t0
         self.modules = len(sys.modules)
         cp.warnings_filters = list(warnings.filters)

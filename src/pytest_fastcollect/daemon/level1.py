@@ -263,6 +263,8 @@ class Level1:
     def admit(self, conn: socket.socket, request: dict[str, Any], fds: list[int], worker: bool) -> Plan | None:
         """The evictions for a run this template can serve, or None once it has handed the run on or
         refused it (a test file added or removed, a stale conftest or config file: level 0 serves it)."""
+        if request["type"] == "early":
+            return self._admit_early(conn, fds)
         fresh = request.get("fresh") or (WORKER_FRESH if worker else None)
         if fresh:
             # a tool in the run measures from its start (coverage), or an xdist worker: the project must be
@@ -285,6 +287,21 @@ class Level1:
         plan = cp.snapshot.plan(sys.modules)
         if plan.refuse:
             self._unusable(conn, request, fds, worker, plan.refuse, None)
+            return None
+        return plan
+
+    def _admit_early(self, conn: socket.socket, fds: list[int]) -> Plan | None:
+        """An early hand-off (../early.py) is forked only when this template is ready and nothing it holds
+        is stale; the run child checks the rest (test files, key, fresh) in pytest's configuration. Anything
+        else is refused, not handed to level 0: the client then starts pytest and asks as usual."""
+        cp = self.checkpoint
+        if not cp.ready:
+            self.server.refuse(conn, fds, f"early hand-off: template {cp.state}")
+            return None
+        assert cp.snapshot is not None
+        plan = cp.snapshot.plan(sys.modules)
+        if plan.refuse:
+            self.server.refuse(conn, fds, f"early hand-off: {plan.refuse}")
             return None
         return plan
 

@@ -28,7 +28,9 @@ import io
 import os
 import signal
 import sys
-from typing import Any, Sequence
+TYPE_CHECKING = False  # typing is not imported at run time: the early hand-off pays for each import
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 #: File descriptors besides 0, 1 and 2 a run may inherit; a caller passing more runs locally.
 MAX_INHERITED = 64
@@ -349,8 +351,8 @@ def run_main(main: dict[str, Any], fallback: Any) -> Any:
     if spec:
         name = spec[: -len(".__main__")] if spec.endswith(".__main__") else spec
         run_as_main = getattr(runpy, "_run_module_as_main", None)
-        if run_as_main is not None:
-            return run_as_main(name, alter_argv=False)
+        if run_as_main is not None:  # sys.argv[0] "-m": an early hand-off, whose argv runpy had not set yet
+            return run_as_main(name, alter_argv=sys.argv[:1] == ["-m"])
         return runpy.run_module(name, run_name="__main__", alter_sys=True)
     if file and os.path.isfile(file):
         return runpy.run_path(file, run_name="__main__")

@@ -14,7 +14,9 @@ import os
 import socket
 import struct
 import time
-from typing import Any, Sequence
+TYPE_CHECKING = False  # typing is not imported at run time: the early hand-off pays for each import
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 PROTOCOL_VERSION = 2
 MAGIC = b"PFC" + bytes([PROTOCOL_VERSION])

@@ -33,6 +33,10 @@ class ServedRun:
     note: str = ""
     #: served from level 0 because a tool measures from its start: its xdist workers start cold
     fresh: bool = False
+    #: an early hand-off (../early.py) still to be decided: its hold.EarlyHold; None once decided, or not early
+    early: Any = None
+    #: an early hand-off, served (the header says so)
+    was_early: bool = False
 
 
 #: Set in a run child before pytest's main runs.

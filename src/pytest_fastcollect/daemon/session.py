@@ -87,6 +87,13 @@ def before_run(config: pytest.Config, parser: pytest.Parser, enabled: bool) -> D
     command = _command(options)
     if runtime.ROLE == "child":
         served, replayer = runtime.claim()
+        if served is not None and served.early is not None:  # an early hand-off: serve it, or refuse it now
+            hold, served.early = served.early, None
+            reason = _early_refusal_safe(config, parser, enabled, hold)
+            if reason is not None:
+                hold.refuse(reason)
+            hold.start()
+            served.was_early = True
         return Decision(served=served, replayer=replayer)
     if runtime.ROLE != "local":
         return Decision()
@@ -124,6 +131,7 @@ def before_run(config: pytest.Config, parser: pytest.Parser, enabled: bool) -> D
         fresh = fresh_reason(options, plugin_dists(config))
         if fresh is None and getattr(options, "fastcollect_daemon_fresh", False):
             fresh = "--fastcollect-daemon-fresh"
+        _remember_early(config, tgt, servable=fresh is None)
         code = serve_run(tgt, fresh=fresh)
     except NotServed as exc:
         reason = str(exc)
@@ -138,6 +146,65 @@ def before_run(config: pytest.Config, parser: pytest.Parser, enabled: bool) -> D
         except (OSError, ValueError):
             pass
     raise SystemExit(code)
+
+
+def early_refusal(config: pytest.Config, parser: pytest.Parser, enabled: bool, hold: Any) -> str | None:
+    """Why the run child of an early hand-off (../early.py, hold.py) must not serve its run, or None: every
+    rule the in-process client applies (before_run), from the run's own configuration, and the daemon the
+    client's index entry named must be the one this run's key gives, with the same test files."""
+    options = config.known_args_namespace
+    if _command(options) is not None:
+        return "a --daemon-* command"
+    if getattr(options, "help", False) or getattr(options, "version", False):
+        return "--help or --version"
+    if not enabled:
+        return "the plugin is off"
+    if getattr(options, "daemon_watch", False):
+        return "watch mode"
+    off = auto_off_reason(config, options)
+    if off is not None:
+        return off
+    if not config.getini("fastcollect_early_handoff"):
+        return "fastcollect_early_handoff = false"
+    if not in_console_main_safe():
+        return "not pytest's console entry point"
+    from ..measuring import fresh_reason, local_reason, plugin_dists
+    from ..paths import positional_args
+    from .client import target
+
+    local = local_reason()
+    if local is not None:
+        return local
+    if fresh_reason(options, plugin_dists(config)) is not None or getattr(options, "fastcollect_daemon_fresh", False):
+        return "the run needs the project imported fresh"
+    tgt = target(config, positional_args(parser, config.invocation_params.args), create=False,
+                 interpreter=hold.interpreter)
+    if tgt.key != hold.key:
+        return "this run's key is another daemon's"
+    if not hold.files_digest or tgt.files_digest != hold.files_digest:
+        return "test files added or removed since the warm-up"
+    return None
+
+
+def _early_refusal_safe(config: pytest.Config, parser: pytest.Parser, enabled: bool, hold: Any) -> str | None:
+    try:
+        return early_refusal(config, parser, enabled, hold)
+    except Exception as exc:  # noqa: BLE001 - a usage error included: the normal start reports it
+        return f"deciding failed: {type(exc).__name__}: {exc}"
+
+
+def _remember_early(config: pytest.Config, tgt: Any, servable: bool) -> None:
+    """The early index entry of this command (../early.py) names daemon `tgt`; removed with ini
+    fastcollect_early_handoff = false. Never raises."""
+    from .. import early
+
+    try:
+        if config.getini("fastcollect_early_handoff"):
+            early.remember(str(tgt.files.folder), tgt.key, servable)
+        else:
+            early.forget(str(tgt.files.folder))
+    except (OSError, ValueError):
+        pass
 
 
 def in_console_main_safe() -> bool:
