@@ -2,7 +2,8 @@
 
 `python benchmarks/suites.py SUITE` prints the JSON description of an installed suite (installing it
 first if needed): {"python": venv interpreter, "cwd": folder to run in, "args": pytest arguments}.
-Suites: click and attrs (their sdists' tests/ and ini), sympy (`--pyargs sympy`), pandas (`--pyargs pandas`).
+Suites: click and attrs (their sdists' tests/ and ini), sympy (`--pyargs sympy`), pandas (`--pyargs pandas`), plugins
+(one trivial test in a venv with xdist, hypothesis and pytest-cov installed).
 Location: $FASTCOLLECT_SUITES or ~/.cache/pytest-fastcollect-suites (one venv per suite, so pytest finds no
 ini file above the test paths). The plugin is installed into each venv from the wheel in build/wheels.
 """
@@ -32,6 +33,8 @@ PINS = {
     "attrs": [f"attrs=={ATTRS_VERSION}", "hypothesis==6.155.2", "pympler==1.1", "cloudpickle==3.1.2"],
     "sympy": [f"sympy=={SYMPY_VERSION}", "hypothesis==6.155.2", "mpmath==1.3.0", "pytest-xdist==3.8.0"],
     "pandas": [f"pandas=={PANDAS_VERSION}", "numpy==2.4.6", "hypothesis==6.155.2", "pytest-xdist==3.8.0"],
+    # a plugin-rich venv, none of them used by the project (issue 20's client floor)
+    "plugins": ["pytest-xdist==3.8.0", "hypothesis==6.155.2", "pytest-cov==7.1.0", "coverage==7.17.0"],
 }
 
 
@@ -130,7 +133,22 @@ def pandas() -> Suite:
     return _installed("pandas", ["--no-strict-data-files"])
 
 
-SUITES = {"click": click, "attrs": attrs, "sympy": sympy, "pandas": pandas}
+def plugins() -> Suite:
+    """One trivial test in a generated project, in a venv with pytest-xdist, hypothesis and pytest-cov
+    installed (their plugins load in every run; the project imports none of them)."""
+    python = _venv("plugins")
+    if not _ready(python, "plugins"):
+        _pip(python, PYTEST, *PINS["plugins"])
+        _mark_ready(python, "plugins")
+    install_plugin(python)
+    proj = BASE / "plugins" / "proj"
+    proj.mkdir(parents=True, exist_ok=True)
+    (proj / "pytest.ini").write_text("[pytest]\n")
+    (proj / "test_trivial.py").write_text("def test_trivial():\n    assert True\n")
+    return Suite("plugins", str(python), str(proj), ["-p", "no:cacheprovider"])
+
+
+SUITES = {"click": click, "attrs": attrs, "sympy": sympy, "pandas": pandas, "plugins": plugins}
 
 
 def main() -> int:

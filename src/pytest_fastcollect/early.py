@@ -183,13 +183,14 @@ def lookup(folder: str) -> dict[str, Any] | None:
     return entry
 
 
-def remember(folder: str, key: str, servable: bool) -> None:
-    """Write this process's index entry (the in-process client, just before it asks daemon `key` to serve
-    the run; `servable`: False for runs the early path must leave alone, e.g. those served fresh). Raises
-    OSError."""
+def remember(folder: str, key: str, servable: bool, command: tuple[list[str], str, Any] | None = None) -> None:
+    """Write the index entry of this process (the in-process client, just before it asks daemon `key` to
+    serve the run), or of `command` (orig_argv, cwd, environment: a run watch mode is about to start);
+    `servable`: False for runs the early path must leave alone, e.g. those served fresh. Raises OSError."""
     import json
 
-    path = index_path(folder, list(getattr(sys, "orig_argv", sys.argv)), os.getcwd(), os.environ)
+    orig_argv, cwd, environ = command or (list(getattr(sys, "orig_argv", sys.argv)), os.getcwd(), os.environ)
+    path = index_path(folder, list(orig_argv), cwd, environ)
     entry = {"key": key, "servable": bool(servable)}
     try:
         with open(path, "rb") as fh:

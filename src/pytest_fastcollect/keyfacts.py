@@ -70,6 +70,7 @@ VOLATILE_ENV = frozenset(
         "FORCE_COLOR",
         "PY_COLORS",
         "PYTEST_VERSION",  # set by pytest's own main() while it runs
+        "PYTEST_FASTCOLLECT_EARLY",  # the early hand-off's switch (early.py), read before pytest starts
     }
 )
 #: Prefixes of volatile variables (terminal emulators' per-window variables).

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import sys
 from dataclasses import replace
+from typing import Callable
 
 import pytest
 
@@ -181,4 +183,36 @@ def run(config: pytest.Config, parser: pytest.Parser) -> int:
     ignore = [pytest_cache_dir(config), *output_paths(command.args, command.cwd)]
     return Watch(command, selection, project_files, watchfiles_watcher(watched, ignore),
                  interrupt=interrupt, ignore_dirs=ignore, roots=watched, project=project,
-                 watch_paths=watch_paths(config)).main()
+                 watch_paths=watch_paths(config), spawn=early_spawn(config, command)).main()
+
+
+def early_spawn(config: pytest.Config, command: Command) -> Callable[[list[str], str], subprocess.Popen]:
+    """How the loop starts a run: subprocess.Popen, after writing the early hand-off's index entry for its
+    exact command (../early.py), so that the run, whose arguments differ from every run before, is handed
+    to the daemon before it imports pytest. The entry names the daemon of the watched command's key (the
+    runs add options, never positional arguments); the run's child checks it as for any early run. Without
+    a usable daemon folder, or with the daemon or the early hand-off off: plain Popen."""
+
+    def plain(argv: list[str], cwd: str) -> subprocess.Popen:
+        return subprocess.Popen(argv, cwd=cwd)
+
+    try:
+        from .. import early
+        from ..daemon.client import target
+        from ..daemon.session import auto_off_reason
+
+        if (auto_off_reason(config, config.known_args_namespace) is not None
+                or not config.getini("fastcollect_early_handoff") or not early.allowed()):
+            return plain
+        tgt = target(config, command.positional, create=True)
+    except Exception:  # noqa: BLE001 - the runs are served as before, after pytest's start-up
+        return plain
+
+    def spawn(argv: list[str], cwd: str) -> subprocess.Popen:
+        try:
+            early.remember(str(tgt.files.folder), tgt.key, True, (argv, os.path.realpath(cwd), os.environ))
+        except OSError:
+            pass
+        return subprocess.Popen(argv, cwd=cwd)
+
+    return spawn
