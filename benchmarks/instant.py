@@ -17,7 +17,9 @@ counts differ between the sides, or whose runs were not served as said, is marke
 pyc state: warm (PYTHONDONTWRITEBYTECODE unset) unless --cold (set: every module the client imports is
 compiled again on each run, as on this machine's default environment).
 
-Scenarios: plugins:trivial (one trivial test; xdist, hypothesis and pytest-cov installed), sympy:one
+Scenarios: plugins:trivial (one trivial test; xdist, hypothesis and pytest-cov installed), plugins:nohyp
+(the same with `-p no:hypothesispytest`: that plugin imports hypothesis, 0.14 s, in every session's
+terminal summary, plain or served), sympy:one
 (`test_Poly_mixed_operations`), sympy:collect (`--collect-only -q` of the whole suite), sympy:k (`-k` one
 test over the whole suite), pandas:one, click:full (click's whole suite).
 """
@@ -42,7 +44,7 @@ from daemon import counts, run_timed  # noqa: E402
 
 EARLY = "handed off before pytest was imported"
 SERVED = "run by the warm daemon"
-DEFAULT = "plugins:trivial,plugins:pth,sympy:one,sympy:k,sympy:collect,pandas:one,click:full"
+DEFAULT = "plugins:trivial,plugins:nohyp,plugins:pth,sympy:one,sympy:k,sympy:collect,pandas:one,click:full"
 
 
 def scenario_args(name: str, scenario: str, suite: suites.Suite) -> list[str]:
@@ -61,6 +63,8 @@ def scenario_args(name: str, scenario: str, suite: suites.Suite) -> list[str]:
                               capture_output=True, text=True, check=True).stdout.strip()
         return [*pkg, f"--rootdir={suite.cwd}",
                 f"{root}/tests/frame/test_api.py::TestDataFrameMisc::test_getitem_pop_assign_name", "-q"]
+    if scenario == "nohyp":  # hypothesis' plugin imports hypothesis in every session's terminal summary
+        return [*base, "-p", "no:hypothesispytest", "-q"]
     return [*base, "-q"]
 
 

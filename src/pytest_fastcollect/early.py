@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 #: The environment variable that turns the early hand-off off ("0", "false", "no", "off").
 SWITCH = "PYTEST_FASTCOLLECT_EARLY"
+#: When install() ran (epoch seconds: the process's start, give or take the interpreter's ~10 ms).
+STARTED: float | None = None
 #: Interpreter options that take the next argument (CPython's Modules/main.c usage).
 _OPTION_ARGS = {"-W", "-X", "--check-hash-based-pycs"}
 #: pytest arguments whose runs are never handed off early (they print without running, or are commands).
@@ -77,7 +79,11 @@ def allowed(environ: Any = os.environ) -> bool:
 def install() -> None:
     """Called by the .pth line: the finder goes first in sys.meta_path when this is a pytest invocation that
     may be handed off. Never raises."""
+    global STARTED
     try:
+        import time
+
+        STARTED = time.time()
         main = invocation(list(getattr(sys, "orig_argv", ())))
         if main is None or not allowed():
             return

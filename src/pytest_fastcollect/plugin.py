@@ -12,6 +12,7 @@ restriction of watch mode's narrowed runs (watch/only.py). `--daemon-watch` make
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Generator
 
 import pytest
@@ -100,7 +101,15 @@ def _daemon_decision(config: pytest.Config, parser: pytest.Parser, namespace: An
         return Decision(note=f"daemon unavailable: {one_line(exc)}")
 
 
+def _clock(name: str) -> None:
+    """Mark `name` on a served run child's clock (daemon/runclock.py; imported only in a run child)."""
+    clock = sys.modules.get("pytest_fastcollect.daemon.runclock")
+    if clock is not None:
+        clock.mark(name)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _clock("configured")
     decision = config.stash.get(DAEMON, None)
     if decision is not None:
         decision.configured = True  # a run that never got here (usage error) starts no daemon
@@ -189,8 +198,14 @@ def pytest_collection(session: pytest.Session) -> Generator[None, object, object
         collection_gc.finish()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _clock("tests")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
+    _clock("collected")
     state = session.config.stash.get(STATE, None)
     if state is not None:
         state.finish()

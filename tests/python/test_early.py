@@ -293,3 +293,28 @@ def test_pth_referee_run_imports_only_the_hook(tmp_path: Path) -> None:
     proc = subprocess.run(pytest_argv("-p", "no:fastcollect", "-s", "-q", "-p", "no:cacheprovider"), cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert "['pytest_fastcollect', 'pytest_fastcollect.early']" in proc.stdout, proc.stdout
+
+
+def test_runclock_describe() -> None:
+    """The status line: the whole time from the client's start and each phase in ms."""
+    from pytest_fastcollect.daemon import runclock
+
+    marks = {"started": 100.0, "sent": 100.03, "forked": 100.034, "main": 100.044, "configured": 100.07,
+             "collected": 100.08, "tests": 100.09, "end": 100.1}
+    line = runclock.describe({"early": True, "level": 1, "argv": "-q", "marks": marks})
+    assert line.startswith("0.100s (early hand-off, level 1): client start-up 30, hand-off 4, set-up 10, ")
+    assert line.endswith("tests 10, report 10 ms; -q")
+    assert runclock.describe(None) == "-"
+
+
+@needs_pth
+def test_status_shows_where_the_last_run_went(project: Path) -> None:
+    """--daemon-status: the last served run's wall time by phase, and how it was handed off."""
+    start(project)
+    run(project, "-q")
+    run(project, "-q")
+    text = status(project).stdout
+    match = re.search(r"last run\s+([0-9.]+)s \(early hand-off, level 1\): client start-up \d+, hand-off \d+, "
+                      r"set-up \d+, configure \d+, collection \d+, tests \d+, report \d+ ms; -q", text)
+    assert match, text
+    assert 0 < float(match.group(1)) < 60

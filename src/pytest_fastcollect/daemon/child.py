@@ -22,7 +22,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from . import procstate, protocol, runtime
+from . import procstate, protocol, runclock, runtime
 
 #: Internal error: pytest's ExitCode.INTERNAL_ERROR.
 INTERNAL_ERROR = 3
@@ -89,6 +89,7 @@ def run(conn: socket.socket, request: dict[str, Any], fds: list[int], ctx: Child
     terminal: the client is told "refused" and runs locally. An early hand-off (ctx.early) is told
     "started" or "refused" by its run's configuration instead (hold.py)."""
     hold = None
+    runclock.start(request.get("clock"), ctx.early, ctx.level, list(request["argv"]))
     try:
         conn = _relocate(conn)
         _setup(request, fds, ctx)
@@ -115,6 +116,7 @@ def run(conn: socket.socket, request: dict[str, Any], fds: list[int], ctx: Child
     if hold is None:
         conn.close()
     interrupted = False
+    runclock.mark("main")
     try:
         code = _run_worker(request["argv"]) if ctx.worker else _run_pytest(request["process"]["main"])
     except KeyboardInterrupt:
@@ -132,6 +134,9 @@ def run(conn: socket.socket, request: dict[str, Any], fds: list[int], ctx: Child
     except BaseException:  # noqa: BLE001
         pass
     _flush()
+    runclock.mark("end")
+    if ctx.folder and ctx.key and not ctx.worker:
+        runclock.write(os.path.join(ctx.folder, f"{ctx.key}.last-run.json"))
     _write_exit_file(ctx.folder, code, interrupted)
     if interrupted:  # the interpreter ends an uncaught KeyboardInterrupt by SIGINT (Py_Exit's exit status)
         signal.signal(signal.SIGINT, signal.SIG_DFL)

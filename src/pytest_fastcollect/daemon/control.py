@@ -12,7 +12,7 @@ import signal
 import time
 from typing import Any, Callable, TextIO
 
-from . import spawn
+from . import runclock, spawn
 from .client import NotServed, Target, ask
 from .paths import DaemonFiles, DaemonPathError, socket_dir
 from .procfs import lock_holders, parent_of
@@ -94,6 +94,7 @@ def status_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
         ("RSS", _mib(status.get("rss_kib"))),
         ("PSS", _mib(status.get("pss_kib"))),
         ("last run child", _child_memory(status.get("last_child_memory"))),
+        ("last run", runclock.describe(status.get("last_run"))),
         ("memory limit", _memory_limit(status)),
         ("threads", str(status.get("os_threads"))),
         ("requests", f"{status['served']} served, {status['refused']} refused, {status['rejected']} rejected, "

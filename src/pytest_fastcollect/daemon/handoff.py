@@ -158,10 +158,27 @@ def _die_by(sig: int) -> None:
     time.sleep(0.1)  # delivery is immediate for an unblocked signal to this thread; this is a safety margin
 
 
+def process_started() -> float | None:
+    """When this process started (epoch seconds): when the early hand-off's .pth hook ran (../early.py), or
+    from /proc (clock-tick precision); None if neither tells."""
+    early = sys.modules.get("pytest_fastcollect.early")
+    if early is not None and getattr(early, "STARTED", None):
+        return float(early.STARTED)
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat", encoding="ascii") as fh:
+            boot = next(int(line.split()[1]) for line in fh if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
 def hand_off(sock: socket.socket, request: dict[str, Any], fds: list[int], state: dict[str, Any]) -> int:
     """Send `request` with `fds` (the process `state` procstate.capture gave) on `sock` and wait for the run:
     its exit code (a run killed by a signal kills this process by it). Raises NotServed when the run did not
     start (nothing was printed)."""
+    request = {**request, "clock": {"started": process_started(), "sent": time.time()}}  # runclock.py
     try:
         protocol.send(sock, request, fds)
         reply, _ = protocol.recv(sock, deadline=time.monotonic() + START_DEADLINE)

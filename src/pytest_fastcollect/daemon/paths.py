@@ -101,6 +101,11 @@ class DaemonFiles:
         return self.folder / f"{self.key}.log"
 
     @property
+    def last_run(self) -> Path:
+        """Where the last run child left its clock (runclock.py)."""
+        return self.folder / f"{self.key}.last-run.json"
+
+    @property
     def cache_dir(self) -> Path:
         """pytest's cache_dir for the warm-up collection, so warming never writes the project's cache."""
         return self.folder / f"{self.key}.pytest-cache"

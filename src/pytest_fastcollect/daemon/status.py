@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict
 from typing import Any, Protocol
 
+from . import runclock
 from .paths import DaemonFiles
 from .procfs import os_threads, pss_kib, rss_kib
 from .spec import Spec
@@ -67,6 +68,7 @@ def status_frame(server: Served) -> dict[str, Any]:
         "rss_kib": rss_kib(),
         "pss_kib": pss_kib(),
         "last_child_memory": list(server.last_child_memory) if server.last_child_memory else None,
+        "last_run": runclock.read(str(server.files.last_run)),
         "max_memory_mib": spec.max_memory_mib,
         "warm_rss_kib": checkpoint.rss_kib,
         "os_threads": os_threads(),
