@@ -2,8 +2,8 @@
 "Early hand-off").
 
 The wheel installs `pytest_fastcollect_early.pth` into site-packages, and site.py runs its one line at every
-interpreter start-up. That line only looks at sys.orig_argv: unless an argument contains "pytest" or
-"py.test" it returns without importing anything. Otherwise it calls install() here, which checks that this
+interpreter start-up. That line only looks at sys.orig_argv: unless an argument after the interpreter's path
+contains "pytest" or "py.test" it returns without importing anything. Otherwise it calls install() here, which checks that this
 is a pytest invocation (invocation(): the `pytest`/`py.test` scripts, `python -m pytest`) that may be served
 (allowed()) and puts a finder at the head of sys.meta_path. When the program then imports pytest (the
 console script's first statement, runpy's for `-m`), site, sitecustomize and sys.path are complete: the

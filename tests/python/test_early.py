@@ -283,6 +283,10 @@ def test_pth_imports_nothing_for_other_programs() -> None:
     """`python -c ...` that is not pytest: the .pth line imports nothing of this package."""
     proc = subprocess.run([sys.executable, "-c", PTH_COST], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+    # an interpreter whose own path says pytest (a venv in ~/.cache/pytest-suites) is not a pytest run
+    proc = subprocess.run(["/opt/pytest-suites/venv/bin/python", "-c", PTH_COST], executable=sys.executable,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
 
 
 @needs_pth
