@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import sysconfig
 import termios
 import threading
 import time
@@ -541,6 +542,9 @@ def test_watch_runs_are_served_by_the_warm_daemon(tmp_path: Path, daemon_env: Pa
         text = out.wait_for(WAITING, 2)
         second = text.split("tests/test_b.py changed")[1]
         assert SERVED in second, text
+        if (Path(sysconfig.get_paths()["purelib"]) / "pytest_fastcollect_early.pth").exists():
+            # the loop wrote the index entry of this run's command first: handed off before pytest starts
+            assert "handed off before pytest was imported" in second, text
         assert "tests/test_b.py::test_b2 FAILED" in second and "test_a" not in second
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 1
