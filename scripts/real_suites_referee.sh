@@ -36,8 +36,10 @@ try:
 except ValueError:
     print(f"{name:8} level {level}: no verdict (see {path})"); sys.exit()
 served = sum(1 for s in v["plugin"]["served"] if s)
+early = sum(1 for n in v["plugin"].get("daemon_notes", []) if n and "handed off before pytest" in n)
 print(f"{name:8} level {level}: {'ok' if v['ok'] else 'DIFFERENT'}, {len(v['differences'])} differences, "
-      f"{len(v['flaky'])} flaky, {v['repeat']} runs per side, {served}/{v['repeat']} served; "
+      f"{len(v['flaky'])} flaky, {v['repeat']} runs per side, {served}/{v['repeat']} served "
+      f"({early} handed off early); "
       f"plain {sorted(set(v['plain']['summaries']))} exits {sorted(set(v['plain']['exits']))}; "
       f"plugin {sorted(set(v['plugin']['summaries']))}; {secs} s")
 for line in v["differences"] + v["flaky"]:

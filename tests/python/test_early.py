@@ -322,3 +322,56 @@ def test_status_shows_where_the_last_run_went(project: Path) -> None:
                       r"set-up \d+, configure \d+, collection \d+, tests \d+, report \d+ ms; -q", text)
     assert match, text
     assert 0 < float(match.group(1)) < 60
+
+
+def _pty_output(argv: list[str], cwd: Path, columns: int = 100) -> tuple[int, bytes]:
+    """(exit code, every byte written) of `argv` on a pseudo-terminal of `columns` x 30."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR", "PY_COLORS")}
+    env["TERM"] = "xterm-256color"
+    proc = subprocess.Popen(argv, cwd=cwd, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the last writer closed the slave
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(timeout=120), b"".join(chunks)
+
+
+@needs_pth
+def test_terminal_bytes_equal_plain_but_durations(project: Path) -> None:
+    """On a terminal, with colour: the bytes of an early-served run are the plain run's but for the
+    durations, the plugin's own header lines ("fastcollect...": the documented differences) and its name in
+    pytest's "plugins:" line; against the plugin's local run (no daemon), the same less the last."""
+    start(project)
+    argv = pytest_argv("-p", "no:cacheprovider")
+    for _ in range(2):
+        _pty_output(argv, project)
+    code, ours = _pty_output(argv, project)
+    plain_code, plain = _pty_output([*argv, "-p", "no:fastcollect"], project)
+    assert code == plain_code == 1
+    assert b"\x1b[" in plain, plain  # coloured
+
+    local_code, local = _pty_output([*argv, "--no-fastcollect-auto-daemon"], project)
+    assert local_code == 1
+
+    def norm(raw: bytes) -> bytes:
+        raw = re.sub(rb"^fastcollect[^\r\n]*\r\n", b"", raw, flags=re.M)
+        return re.sub(rb"in \d+\.\d+s", b"in N.NNs", raw)
+
+    assert norm(ours) == norm(local)
+    assert norm(ours).replace(b"fastcollect-0.1.0, ", b"") == norm(plain)
+    # and it was early: the status's last run says so
+    assert "early hand-off" in status(project).stdout

@@ -22,8 +22,14 @@ def _served_by_daemon(config: pytest.Config, plugin: Any) -> bool:
     return getattr(decision, "served", None) is not None
 
 def _daemon_note(config: pytest.Config, plugin: Any) -> str | None:
-    """The run's one daemon line shown at -v (why it was or was not served), or None."""
-    return getattr(config.stash.get(plugin.DAEMON, None), "note", None)
+    """How the run was served ("served from level N", with "; handed off before pytest was imported" for
+    an early hand-off), or the run's one daemon line shown at -v (why it was not served), or None."""
+    decision = config.stash.get(plugin.DAEMON, None)
+    served = getattr(decision, "served", None)
+    if served is not None:
+        early = "; handed off before pytest was imported" if getattr(served, "was_early", False) else ""
+        return f"served from level {getattr(served, 'level', 1)}{early}"
+    return getattr(decision, "note", None)
 
 
 def _skipped_files(config: pytest.Config, plugin: Any) -> int | None:
