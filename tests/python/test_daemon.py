@@ -614,6 +614,39 @@ def test_a_module_imported_by_name_is_reimported_with_its_importer(project: Path
     _parity(project)
 
 
+PACKAGE_PROJECT = {
+    "pytest.ini": "[pytest]\n",
+    "pkg/__init__.py": "from . import sub\nX = sub.VALUE\n",
+    "pkg/sub.py": "VALUE = 1\n",
+    "pkg/conftest.py": "import pkg\n",
+    "pkg/tests/__init__.py": "",
+    "pkg/tests/test_x.py": "import pkg\n\ndef test_x():\n    assert pkg.X == 1\n",
+    "pkg/tests/test_y.py": "def test_y():\n    assert True\n",
+}
+
+
+def test_test_file_edit_in_a_package_stays_on_level_1(tmp_path: Path, daemon_env: Path) -> None:
+    """A package laid out like sympy (a conftest that imports the package, tests in a subpackage): editing a
+    test module is served by level 1, not handed to level 0 (the package's attribute for its submodule is
+    the import system's binding, not an import by the conftest). Editing a module the package's __init__
+    imports itself re-imports the package: the conftest is stale then, and the result is pytest's own."""
+    root = tmp_path / "proj"
+    write(root, PACKAGE_PROJECT)
+    age(root)
+    start(root)
+    _parity(root)
+    _wait_served(root)
+    (root / "pkg/tests/test_y.py").write_text("def test_y():\n    assert False\n")
+    proc = run(root, "-v", "-p", "no:cacheprovider", "-p", "pytest_fastcollect.parity.recorder", env=referee_env(root))
+    assert SERVED in proc.stdout and "from level 0" not in proc.stdout, proc.stdout
+    assert "test_y FAILED" in proc.stdout
+    _parity(root)
+    (root / "pkg/sub.py").write_text("VALUE = 2\n")
+    proc = run(root, "-v")
+    assert "test_x FAILED" in proc.stdout, proc.stdout
+    _parity(root)
+
+
 def _wait_served(root: Path, timeout: float = 60) -> None:
     env = referee_env(root)
     end = time.monotonic() + timeout

@@ -230,7 +230,8 @@ def _is_own(path: str) -> bool:
 def held_modules(modules: Mapping[str, ModuleType], events: Mapping[str, Iterable[Any]] | None = None) -> dict[str, set[str]]:
     """Module name -> names of the modules that hold it, as the warm-up really left them: a module global
     that is the module (`import x`, `m = importlib.import_module("x")`) or an object defined in it (`from x
-    import f`: f.__module__), and the imports the audit hook saw while it ran (replay.ImportLog.events:
+    import f`: f.__module__; not a package's attribute for its own submodule, which the import system binds),
+    and the imports the audit hook saw while it ran (replay.ImportLog.events:
     ("import", name) under the importing module). Complements the scanner's static graph, which misses
     imports by name; holders are kept only for modules with a file."""
     out: dict[str, set[str]] = {}
@@ -243,11 +244,16 @@ def held_modules(modules: Mapping[str, ModuleType], events: Mapping[str, Iterabl
         if not isinstance(getattr(module, "__file__", None), str):
             continue
         try:
-            values = list(vars(module).values())
+            items = list(vars(module).items())
         except TypeError:
             continue
-        for value in values:
+        for name, value in items:
             if isinstance(value, ModuleType):
+                if value.__name__ == f"{holder}.{name}":
+                    # a package's attribute for its own submodule: the import system binds it, and binds it
+                    # again when a run child re-imports the submodule. An __init__ that imports the
+                    # submodule itself is an edge of the static graph (or of the audit hook's events).
+                    continue
                 add(value.__name__, holder)
             else:
                 owner = getattr(value, "__module__", None) if isinstance(value, (type, FunctionType)) else None
