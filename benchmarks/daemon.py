@@ -99,6 +99,15 @@ def fmt(ts: list[float]) -> str:
     return f"median {statistics.median(ts):.3f} s (min {min(ts):.3f}, max {max(ts):.3f})"
 
 
+def stop_daemons(runtime: str) -> None:
+    """SIGTERM every daemon whose pid file is in the socket folder under `runtime` (XDG_RUNTIME_DIR)."""
+    for pid_file in Path(runtime, "pytest-fastcollect").glob("*.pid"):
+        try:
+            os.kill(int(pid_file.read_text()), 15)
+        except (OSError, ValueError):
+            pass
+
+
 def bench_suite(name: str, pairs: int, wanted: list[str]) -> dict:
     suite = getattr(suites, name)()
     python, cwd = suite.python, suite.cwd
@@ -181,11 +190,7 @@ def bench_suite(name: str, pairs: int, wanted: list[str]) -> dict:
             print(line, flush=True)
             subprocess.run([python, "-m", "pytest", *args, "--daemon-stop"], cwd=cwd, env=env, capture_output=True)
     finally:
-        for pid_file in Path(runtime, "pytest-fastcollect").glob("*.pid"):
-            try:
-                os.kill(int(pid_file.read_text()), 15)
-            except (OSError, ValueError):
-                pass
+        stop_daemons(runtime)
     return result
 
 

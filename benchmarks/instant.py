@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import suites  # noqa: E402
-from daemon import counts, run_timed  # noqa: E402
+from daemon import counts, run_timed, stop_daemons  # noqa: E402
 
 EARLY = "handed off before pytest was imported"
 SERVED = "run by the warm daemon"
@@ -121,11 +120,7 @@ def bench(name: str, scenario: str, pairs: int, cold: bool) -> dict:
         print(line, flush=True)
         subprocess.run([python, "-m", "pytest", *args, "--daemon-stop"], cwd=cwd, env=env, capture_output=True)
     finally:
-        for pid_file in Path(runtime, "pytest-fastcollect").glob("*.pid"):
-            try:
-                os.kill(int(pid_file.read_text()), 15)
-            except (OSError, ValueError):
-                pass
+        stop_daemons(runtime)
     return row
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from . import procstate, protocol, runclock, runtime
+from .handoff import flush_stdio
 
 #: Internal error: pytest's ExitCode.INTERNAL_ERROR.
 INTERNAL_ERROR = 3
@@ -72,15 +73,6 @@ def _exit_code(code: object) -> int:
     return 1
 
 
-def _flush() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except Exception:  # noqa: BLE001
-            pass
-
-
 def run(conn: socket.socket, request: dict[str, Any], fds: list[int], ctx: ChildContext) -> NoReturn:
     """Serve `request` (a validated "run" message) in this child; `fds` are the caller's inherited fds
     (request["process"]["fds"] says at which numbers). Sends {"type": "started"} on `conn` and closes it (a
@@ -128,12 +120,12 @@ def run(conn: socket.socket, request: dict[str, Any], fds: list[int], ctx: Child
         _print_uncaught()
     if hold is not None and hold.pending:  # pytest ended (a usage error, an exception) before it decided
         hold.refuse("pytest ended before the run was decided")
-    _flush()
+    flush_stdio()
     try:
         atexit._run_exitfuncs()  # what a normal interpreter exit would run (os._exit below skips it)
     except BaseException:  # noqa: BLE001
         pass
-    _flush()
+    flush_stdio()
     runclock.mark("end")
     if ctx.folder and ctx.key and not ctx.worker:
         runclock.write(os.path.join(ctx.folder, f"{ctx.key}.last-run.json"))

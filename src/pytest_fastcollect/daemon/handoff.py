@@ -139,15 +139,20 @@ def _orphan_exit(pid: int, exit_file: Any) -> int | str | None:
     return int(text) if text.isdigit() else None
 
 
-def _die_by(sig: int) -> None:
-    """End this process by signal `sig` (default disposition), as the run ended; returns only if it
-    survives (then the caller exits with 128 + sig)."""
+def flush_stdio() -> None:
+    """Flush sys.stdout and sys.stderr; a stream that cannot be flushed (closed, broken pipe) is skipped."""
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None:
                 stream.flush()
         except Exception:  # noqa: BLE001
             pass
+
+
+def _die_by(sig: int) -> None:
+    """End this process by signal `sig` (default disposition), as the run ended; returns only if it
+    survives (then the caller exits with 128 + sig)."""
+    flush_stdio()
     try:
         if sig != signal.SIGKILL:
             signal.signal(sig, signal.SIG_DFL)

@@ -21,10 +21,10 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
-import sys
 from typing import Any, NoReturn
 
 from . import protocol
+from .handoff import flush_stdio
 
 
 class EarlyHold:
@@ -84,12 +84,7 @@ class EarlyHold:
             self._guard = None
 
     def _held_bytes(self) -> int:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                if stream is not None:
-                    stream.flush()
-            except Exception:  # noqa: BLE001
-                pass
+        flush_stdio()
         try:
             return os.fstat(self._sink).st_size
         except OSError:

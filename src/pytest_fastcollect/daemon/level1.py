@@ -262,46 +262,38 @@ class Level1:
     # ---- runs -------------------------------------------------------------------------------------------
     def admit(self, conn: socket.socket, request: dict[str, Any], fds: list[int], worker: bool) -> Plan | None:
         """The evictions for a run this template can serve, or None once it has handed the run on or
-        refused it (a test file added or removed, a stale conftest or config file: level 0 serves it)."""
-        if request["type"] == "early":
-            return self._admit_early(conn, fds)
-        fresh = request.get("fresh") or (WORKER_FRESH if worker else None)
-        if fresh:
-            # a tool in the run measures from its start (coverage), or an xdist worker: the project must be
-            # imported in the run, so level 0 serves it; this level 1 stays as it is
-            self._forward(conn, request, fds, worker, str(fresh), fresh=True)
-            return None
+        refused it (a test file added or removed, a stale conftest or config file: level 0 serves it). An
+        early hand-off (../early.py) is admitted only by a ready template whose held files are fresh: its run
+        child checks the rest (fresh, test files, key) in pytest's configuration, and anything else is
+        refused, not handed to level 0: the client then starts pytest and asks as usual."""
+        early = request["type"] == "early"
         cp = self.checkpoint
-        if not worker and cp.state == "ready" and cp.result is not None and cp.result.method == "imports" and (
-            request.get("files_digest") != cp.result.files_digest
-        ):
-            # a test file was added or removed since the warm-up: a plain run would import another set of
-            # files; level 0 serves it and warms a new level 1 with the same arguments, expecting these files
-            self._unusable(conn, request, fds, worker, "test files added or removed since the warm-up",
-                           str(request.get("files_digest") or ""))
-            return None
+        if not early:
+            fresh = request.get("fresh") or (WORKER_FRESH if worker else None)
+            if fresh:
+                # a tool in the run measures from its start (coverage), or an xdist worker: the project must
+                # be imported in the run, so level 0 serves it; this level 1 stays as it is
+                self._forward(conn, request, fds, worker, str(fresh), fresh=True)
+                return None
+            if not worker and cp.state == "ready" and cp.result is not None and cp.result.method == "imports" and (
+                request.get("files_digest") != cp.result.files_digest
+            ):
+                # a test file was added or removed since the warm-up: a plain run would import another set of
+                # files; level 0 serves it and warms a new level 1 with the same arguments, expecting these
+                self._unusable(conn, request, fds, worker, "test files added or removed since the warm-up",
+                               str(request.get("files_digest") or ""))
+                return None
         if not cp.ready:
-            self.server.refuse(conn, fds, f"template {cp.state}: {cp.state_reason}")
+            reason = f"early hand-off: template {cp.state}" if early else f"template {cp.state}: {cp.state_reason}"
+            self.server.refuse(conn, fds, reason)
             return None
         assert cp.snapshot is not None
         plan = cp.snapshot.plan(sys.modules)
         if plan.refuse:
-            self._unusable(conn, request, fds, worker, plan.refuse, None)
-            return None
-        return plan
-
-    def _admit_early(self, conn: socket.socket, fds: list[int]) -> Plan | None:
-        """An early hand-off (../early.py) is forked only when this template is ready and nothing it holds
-        is stale; the run child checks the rest (test files, key, fresh) in pytest's configuration. Anything
-        else is refused, not handed to level 0: the client then starts pytest and asks as usual."""
-        cp = self.checkpoint
-        if not cp.ready:
-            self.server.refuse(conn, fds, f"early hand-off: template {cp.state}")
-            return None
-        assert cp.snapshot is not None
-        plan = cp.snapshot.plan(sys.modules)
-        if plan.refuse:
-            self.server.refuse(conn, fds, f"early hand-off: {plan.refuse}")
+            if early:
+                self.server.refuse(conn, fds, f"early hand-off: {plan.refuse}")
+            else:
+                self._unusable(conn, request, fds, worker, plan.refuse, None)
             return None
         return plan
 
